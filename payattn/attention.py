@@ -1,0 +1,164 @@
+"""The four attention mechanisms of "You Need to Pay Better Attention".
+
+Every mechanism maps X ∈ R^{B×ℓ×d_m} to R^{B×ℓ×d_m} with self-attention (Q = K = V = X).
+They differ only in which of W^Q, W^K, W^V are learned (see shared/PAPER.md):
+
+    standard   Q W^Q, K W^K, V W^V, W^O          4·d_m² parameters
+    optimised  Q W^Q, K W^K, V[:, i], W^O        3·d_m²
+    efficient  Q W^Q, K[:, i], V[:, i], W^O      2·d_m²
+    super      efficient, with V' = W^A V        2·d_m² + ℓ²
+
+The tensor code uses plain matmul / reshape / transpose / softmax with shapes fixed by the
+configuration, so that torch.onnx.export and onnx2tf see a small static graph. With one head
+the reshapes and transposes are skipped altogether: they would cost real time on a device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+# A large finite negative instead of -inf: a fully masked row then gives a uniform softmax
+# rather than NaN, and the constant survives fp16 conversion of the graph's weights.
+MASK_VALUE = -1e9
+
+MECHANISMS = ("standard", "optimised", "efficient", "super")
+ALIASES = {"optimized": "optimised"}
+# Efficient and super follow the paper's v1 and default to a single head.
+DEFAULT_HEADS = {"standard": None, "optimised": None, "efficient": 1, "super": 1}
+
+
+class PayattnError(ValueError):
+    """A user-facing error: its message names the problem and the fix."""
+
+
+def canonical_mechanism(name: str) -> str:
+    """Return the canonical mechanism name, accepting aliases; reject anything else clearly."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in MECHANISMS:
+        valid = ", ".join(MECHANISMS + tuple(ALIASES))
+        raise PayattnError(f"unknown mechanism {name!r}; valid mechanisms: {valid}")
+    return key
+
+
+def expand_mechanisms(spec: str) -> list[str]:
+    """Parse 'all' or a comma-separated list of mechanism names, keeping the canonical order."""
+    if spec.strip().lower() == "all":
+        return list(MECHANISMS)
+    names = [canonical_mechanism(part) for part in spec.split(",") if part.strip()]
+    if not names:
+        raise PayattnError("no mechanism given; use one of standard, optimised, efficient, super, all")
+    return sorted(set(names), key=MECHANISMS.index)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention in which each of W^Q, W^K, W^V is either learned or absent.
+
+    Absent projections use the i-th head's d_k-column slice of the input, as in the paper.
+    `align` adds super attention's ℓ×ℓ W^A, shared by all heads and applied to the values.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        context_length: int,
+        *,
+        project_k: bool,
+        project_v: bool,
+        align: bool = False,
+        bias: bool = True,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        if heads < 1 or d_model % heads:
+            raise PayattnError(
+                f"d_model={d_model} must be divisible by heads={heads}; choose heads among "
+                f"{[h for h in range(1, d_model + 1) if d_model % h == 0]}"
+            )
+        if context_length < 1:
+            raise PayattnError(f"context_length must be positive, got {context_length}")
+        self.d_model, self.heads, self.context_length = d_model, heads, context_length
+        self.head_dim = d_model // heads
+        self.causal = causal
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias) if project_k else None
+        self.w_v = nn.Linear(d_model, d_model, bias=bias) if project_v else None
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.w_a = nn.Parameter(torch.eye(context_length)) if align else None
+        if causal:
+            tril = torch.tril(torch.ones(context_length, context_length))
+            self.register_buffer("causal_bias", (1.0 - tril) * MASK_VALUE, persistent=False)
+            self.register_buffer("align_mask", tril, persistent=False)
+
+    def forward(self, x: Tensor, key_padding: Tensor | None = None) -> Tensor:
+        """x: [B, ℓ, d_m]; key_padding: [B, ℓ] float, 1.0 where the token is padding."""
+        if x.shape[1] != self.context_length and (self.w_a is not None or self.causal):
+            raise PayattnError(
+                f"this attention layer was built for context length {self.context_length}, "
+                f"got an input of length {x.shape[1]}; pad or truncate inputs to "
+                f"{self.context_length} tokens or rebuild the model with that length"
+            )
+        q = self.w_q(x) * self.scale
+        k = x if self.w_k is None else self.w_k(x)
+        v = x if self.w_v is None else self.w_v(x)
+        if key_padding is not None:
+            # Padded positions contribute no value, so W^A cannot carry them into real tokens.
+            v = v * (1.0 - key_padding).unsqueeze(-1)
+        if self.w_a is not None:
+            w_a = self.w_a * self.align_mask if self.causal else self.w_a
+            v = torch.matmul(w_a, v)
+        q, k, v = self._split(q), self._split(k), self._split(v)
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        if self.causal:
+            scores = scores + self.causal_bias
+        if key_padding is not None:
+            bias = (key_padding * MASK_VALUE).unsqueeze(1)
+            scores = scores + (bias if self.heads == 1 else bias.unsqueeze(1))
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        return self.w_o(self._merge(out))
+
+    def _split(self, t: Tensor) -> Tensor:
+        """[B, ℓ, d_m] -> [B, h, ℓ, d_k]; identity for one head."""
+        if self.heads == 1:
+            return t
+        b, n, _ = t.shape
+        return t.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
+
+    def _merge(self, t: Tensor) -> Tensor:
+        """[B, h, ℓ, d_k] -> [B, ℓ, d_m]; identity for one head."""
+        if self.heads == 1:
+            return t
+        b, _, n, _ = t.shape
+        return t.transpose(1, 2).reshape(b, n, self.d_model)
+
+
+_BUILDERS: dict[str, Callable[..., Attention]] = {
+    "standard": lambda **kw: Attention(project_k=True, project_v=True, **kw),
+    "optimised": lambda **kw: Attention(project_k=True, project_v=False, **kw),
+    "efficient": lambda **kw: Attention(project_k=False, project_v=False, **kw),
+    "super": lambda **kw: Attention(project_k=False, project_v=False, align=True, **kw),
+}
+
+
+def build_attention(
+    name: str,
+    d_model: int,
+    heads: int | None = None,
+    context_length: int = 1,
+    *,
+    bias: bool = True,
+    causal: bool = False,
+) -> Attention:
+    """Build one attention layer; `heads=None` takes the mechanism's default (1 for efficient/super)."""
+    mechanism = canonical_mechanism(name)
+    if heads is None:
+        heads = DEFAULT_HEADS[mechanism] or 1
+    return _BUILDERS[mechanism](
+        d_model=d_model, heads=heads, context_length=context_length, bias=bias, causal=causal
+    )
