@@ -57,6 +57,7 @@ class Preset:
     heads: int
     depth: int
     mlp_dim: int
+    num_classes: int
     image_size: int = 0
     patch_size: int = 0
     channels: int = 0
@@ -68,16 +69,16 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("mnist-tiny", "vision", d_model=64, heads=4, depth=2, mlp_dim=128,
+        Preset("mnist-tiny", "vision", d_model=64, heads=4, depth=2, mlp_dim=128, num_classes=10,
                image_size=28, patch_size=7, channels=1,
                description="28×28×1 images, 7×7 patches (ℓ=16), d_m=64: the fast demo default"),
-        Preset("mnist-wide", "vision", d_model=256, heads=4, depth=2, mlp_dim=512,
+        Preset("mnist-wide", "vision", d_model=256, heads=4, depth=2, mlp_dim=512, num_classes=10,
                image_size=28, patch_size=7, channels=1,
                description="28×28×1 images, ℓ=16 ≪ d_m=256: where efficient attention saves most"),
-        Preset("cifar100-small", "vision", d_model=128, heads=4, depth=4, mlp_dim=256,
+        Preset("cifar100-small", "vision", d_model=128, heads=4, depth=4, mlp_dim=256, num_classes=100,
                image_size=32, patch_size=4, channels=3,
                description="32×32×3 images, 4×4 patches (ℓ=64), d_m=128"),
-        Preset("imdb-paper", "text", d_model=32, heads=4, depth=1, mlp_dim=32,
+        Preset("imdb-paper", "text", d_model=32, heads=4, depth=1, mlp_dim=32, num_classes=2,
                vocab_size=20000, context_length=32,
                description="the paper's IMDB shape: vocab 20,000, ℓ=32, d_m=32, h=4, one block"),
     )
@@ -93,14 +94,15 @@ def get_preset(name: str) -> Preset:
 def resolve_config(
     preset: str | Preset,
     mechanism: str,
-    num_classes: int,
+    num_classes: int | None = None,
     *,
     vocab_size: int | None = None,
     **overrides: Any,
 ) -> ModelConfig:
     """Build a ModelConfig from a preset, a mechanism and command-line overrides (None = keep).
 
-    `vocab_size` is the tokenizer's real vocabulary for text models.
+    `num_classes` comes from the task's labels (default: the preset's); `vocab_size` is the
+    tokenizer's real vocabulary for text models.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     mechanism = canonical_mechanism(mechanism)
@@ -111,7 +113,7 @@ def resolve_config(
     heads = given.pop("heads", None) or DEFAULT_HEADS[mechanism] or p.heads
     base = dict(
         kind=p.kind, mechanism=mechanism, d_model=p.d_model, heads=heads, depth=p.depth,
-        mlp_dim=p.mlp_dim, num_classes=num_classes, image_size=p.image_size,
+        mlp_dim=p.mlp_dim, num_classes=num_classes or p.num_classes, image_size=p.image_size,
         patch_size=p.patch_size, channels=p.channels, context_length=p.context_length,
         vocab_size=vocab_size if vocab_size is not None else p.vocab_size,
     )
@@ -122,7 +124,13 @@ def resolve_config(
                 f"image size {base['image_size']} must be a multiple of patch size "
                 f"{base['patch_size']}"
             )
-        base["context_length"] = (base["image_size"] // base["patch_size"]) ** 2
+        patches = (base["image_size"] // base["patch_size"]) ** 2
+        if "context_length" in given and given["context_length"] != patches:
+            raise PayattnError(
+                f"a vision model's context length is its number of patches ({patches} here); "
+                f"change --patch-size instead of --context-length"
+            )
+        base["context_length"] = patches
     cfg = ModelConfig(**base)
     if cfg.d_model % cfg.heads:
         raise PayattnError(f"d_model={cfg.d_model} is not divisible by heads={cfg.heads}")

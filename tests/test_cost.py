@@ -1,0 +1,44 @@
+"""Closed-form costs: PAPER.md's table, and whole-model counts equal to the real modules'."""
+
+import pytest
+
+from payattn.cost import attention_flops, model_cost
+from payattn.models import build_model, resolve_config
+
+MECHS = ["standard", "optimised", "efficient", "super"]
+
+
+def test_flops_table_of_paper() -> None:
+    ell, d = 10, 6
+    assert attention_flops("standard", d, ell) == 8 * ell * d * d + 4 * ell * ell * d
+    assert attention_flops("optimised", d, ell) == 6 * ell * d * d + 4 * ell * ell * d
+    assert attention_flops("efficient", d, ell) == 4 * ell * d * d + 4 * ell * ell * d
+    assert attention_flops("super", d, ell) == 4 * ell * d * d + 6 * ell * ell * d
+
+
+def test_paper_speedups_at_equal_length_and_width() -> None:
+    d = ell = 32
+    std = attention_flops("standard", d, ell)
+    assert std / attention_flops("efficient", d, ell) == pytest.approx(1.5)
+    assert std / attention_flops("super", d, ell) == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("mechanism", MECHS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "preset,overrides",
+    [
+        ("mnist-tiny", {}),
+        ("mnist-tiny", {"d_model": 24, "heads": 3, "patch_size": 4, "depth": 3}),
+        ("cifar100-small", {"depth": 1}),
+        ("imdb-paper", {}),
+        ("imdb-paper", {"context_length": 17, "d_model": 40, "heads": 5, "mlp_dim": 7}),
+    ],
+)
+def test_model_params_match_closed_form(mechanism, bias, preset, overrides) -> None:
+    cfg = resolve_config(preset, mechanism, vocab_size=500 if preset == "imdb-paper" else None,
+                         bias=bias, **overrides)
+    model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) == model_cost(cfg).params
+    attn = sum(p.numel() for b in model.blocks for p in b.attn.parameters())
+    assert attn == model_cost(cfg).attention_params
