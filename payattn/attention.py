@@ -21,38 +21,12 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from payattn.errors import PayattnError
+from payattn.mechanisms import DEFAULT_HEADS, canonical_mechanism
+
 # A large finite negative instead of -inf: a fully masked row then gives a uniform softmax
 # rather than NaN, and the constant survives fp16 conversion of the graph's weights.
 MASK_VALUE = -1e9
-
-MECHANISMS = ("standard", "optimised", "efficient", "super")
-ALIASES = {"optimized": "optimised"}
-# Efficient and super follow the paper's v1 and default to a single head.
-DEFAULT_HEADS = {"standard": None, "optimised": None, "efficient": 1, "super": 1}
-
-
-class PayattnError(ValueError):
-    """A user-facing error: its message names the problem and the fix."""
-
-
-def canonical_mechanism(name: str) -> str:
-    """Return the canonical mechanism name, accepting aliases; reject anything else clearly."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in MECHANISMS:
-        valid = ", ".join(MECHANISMS + tuple(ALIASES))
-        raise PayattnError(f"unknown mechanism {name!r}; valid mechanisms: {valid}")
-    return key
-
-
-def expand_mechanisms(spec: str) -> list[str]:
-    """Parse 'all' or a comma-separated list of mechanism names, keeping the canonical order."""
-    if spec.strip().lower() == "all":
-        return list(MECHANISMS)
-    names = [canonical_mechanism(part) for part in spec.split(",") if part.strip()]
-    if not names:
-        raise PayattnError("no mechanism given; use one of standard, optimised, efficient, super, all")
-    return sorted(set(names), key=MECHANISMS.index)
 
 
 class Attention(nn.Module):
@@ -97,11 +71,15 @@ class Attention(nn.Module):
             self.register_buffer("align_mask", tril, persistent=False)
 
     def forward(self, x: Tensor, key_padding: Tensor | None = None) -> Tensor:
-        """x: [B, ℓ, d_m]; key_padding: [B, ℓ] float, 1.0 where the token is padding."""
-        if x.shape[1] != self.context_length and (self.w_a is not None or self.causal):
+        """x: [..., ℓ, d_m]; key_padding: [..., ℓ] float, 1.0 where the token is padding.
+
+        Any leading dims work, including none: the export feeds batch-1 inputs as rank-2
+        [ℓ, d_m] tensors so that the converted graph has no batch axis to mistake for a layout.
+        """
+        if x.shape[-2] != self.context_length and (self.w_a is not None or self.causal):
             raise PayattnError(
                 f"this attention layer was built for context length {self.context_length}, "
-                f"got an input of length {x.shape[1]}; pad or truncate inputs to "
+                f"got an input of length {x.shape[-2]}; pad or truncate inputs to "
                 f"{self.context_length} tokens or rebuild the model with that length"
             )
         q = self.w_q(x) * self.scale
@@ -118,24 +96,23 @@ class Attention(nn.Module):
         if self.causal:
             scores = scores + self.causal_bias
         if key_padding is not None:
-            bias = (key_padding * MASK_VALUE).unsqueeze(1)
-            scores = scores + (bias if self.heads == 1 else bias.unsqueeze(1))
+            bias = (key_padding * MASK_VALUE).unsqueeze(-2)
+            scores = scores + (bias if self.heads == 1 else bias.unsqueeze(-3))
         out = torch.matmul(torch.softmax(scores, dim=-1), v)
         return self.w_o(self._merge(out))
 
     def _split(self, t: Tensor) -> Tensor:
-        """[B, ℓ, d_m] -> [B, h, ℓ, d_k]; identity for one head."""
+        """[..., ℓ, d_m] -> [..., h, ℓ, d_k]; identity for one head."""
         if self.heads == 1:
             return t
-        b, n, _ = t.shape
-        return t.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)
+        return t.reshape(*t.shape[:-1], self.heads, self.head_dim).transpose(-3, -2)
 
     def _merge(self, t: Tensor) -> Tensor:
-        """[B, h, ℓ, d_k] -> [B, ℓ, d_m]; identity for one head."""
+        """[..., h, ℓ, d_k] -> [..., ℓ, d_m]; identity for one head."""
         if self.heads == 1:
             return t
-        b, _, n, _ = t.shape
-        return t.transpose(1, 2).reshape(b, n, self.d_model)
+        t = t.transpose(-3, -2)
+        return t.reshape(*t.shape[:-2], self.d_model)
 
 
 _BUILDERS: dict[str, Callable[..., Attention]] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payattn.attention import canonical_mechanism
+from payattn.mechanisms import canonical_mechanism
 from payattn.models import ModelConfig
 
 # How many d_m×d_m projections each mechanism learns (W^O included).

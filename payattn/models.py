@@ -14,7 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from payattn.attention import DEFAULT_HEADS, PayattnError, build_attention, canonical_mechanism
+from payattn.attention import build_attention
+from payattn.errors import PayattnError
+from payattn.mechanisms import DEFAULT_HEADS, canonical_mechanism
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from payattn.attention import PayattnError, build_attention, canonical_mechanism, expand_mechanisms
+from payattn.attention import build_attention
+from payattn.errors import PayattnError
+from payattn.mechanisms import canonical_mechanism, expand_mechanisms
 from payattn.cost import attention_params
 
 MECHS = ["standard", "optimised", "efficient", "super"]
