@@ -1,0 +1,76 @@
+"""Benchmark artifact dirs on this machine and append the results to a results file.
+
+The host-side counterpart of `python -m payattn.runtime JOB.json`: it reads each dir's
+manifest.json, selects artifacts by runtime and precision, builds the same job a device would
+get and runs it in this process. Everything is loaded and checked before the first
+measurement, so a missing, corrupt or mismatched artifact fails before a line is appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from payattn.runtime.artifacts import PRECISIONS, load_manifest
+from payattn.runtime.env import git_commit
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.job import run_job
+from payattn.runtime.results import append_results, check_results_file
+from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, FORMAT_RUNTIME, RUNTIMES, check_runtime
+
+
+def bench(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUNTIMES,
+          precisions: Iterable[str] = ("fp32",), threads: Iterable[int] = (1,), runs: int = 50,
+          warmup: int = 1, min_seconds: float = 1.0, warmup_seconds: float = 0.5,
+          results_path: str | Path | None = None, device_name: str = "local",
+          graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION,
+          progress: Callable[[dict[str, Any]], None] | None = None,
+          log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Measure every selected artifact of `artifact_dirs`, interleaved, in every runtime and thread
+    count; return the result lines. Each line is appended to `results_path` (when given) and then
+    passed to `progress` as soon as its thread-count round ends; `log` receives stage messages.
+
+    Defaults follow TFLite's benchmark_model: at least 50 runs and 1 s measured, after at least
+    1 warm-up run and 0.5 s of warm-up. Raises RuntimeJobError on bad input.
+    """
+    runtimes, precisions = list(runtimes), list(precisions)
+    for runtime in runtimes:
+        check_runtime(runtime)
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise RuntimeJobError(f"unknown precision(s) {unknown}; valid precisions: {', '.join(PRECISIONS)}")
+    artifacts = [item for path in artifact_dirs for item in select_artifacts(path, runtimes, precisions)]
+    if not artifacts:
+        raise RuntimeJobError("no artifact dir given; pass at least one dir written by `payattn export`")
+    results_file = check_results_file(results_path) if results_path is not None else None
+    job = {"artifacts": artifacts, "runtimes": runtimes, "threads": list(threads), "warmup_runs": warmup,
+           "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
+           "device": {"name": device_name, "kind": "local"}, "graph_optimization": graph_optimization,
+           "git_commit": git_commit()}
+
+    def on_result(result: dict[str, Any]) -> None:
+        if results_file is not None:
+            append_results(results_file, [result])
+        if progress:
+            progress(result)
+
+    return run_job(job, on_result=on_result, log=log)
+
+
+def select_artifacts(artifact_dir: str | Path, runtimes: list[str],
+                     precisions: list[str]) -> list[dict[str, str]]:
+    """The job entries ({"path", "manifest"}) of one artifact dir that match the runtimes and
+    precisions; none matching is an error listing what the dir has."""
+    directory = Path(artifact_dir).resolve()
+    manifest_path = directory / "manifest.json"
+    manifest = load_manifest(manifest_path)
+    chosen = [{"path": str(directory / entry["file"]), "manifest": str(manifest_path)}
+              for entry in manifest["artifacts"]
+              if FORMAT_RUNTIME[entry["format"]] in runtimes and entry["precision"] in precisions]
+    if not chosen:
+        available = sorted({f"{FORMAT_RUNTIME[e['format']]}/{e['precision']}" for e in manifest["artifacts"]})
+        raise RuntimeJobError(f"{directory} has no artifact for runtime(s) {', '.join(runtimes)} at "
+                              f"precision(s) {', '.join(precisions)}; "
+                              f"it has {', '.join(available) or 'none'}")
+    return chosen

@@ -1,0 +1,95 @@
+"""PNG plots of latency and size per mechanism, drawn with matplotlib's Agg canvas.
+
+Figures are built with the object API on their own Agg canvas, so rendering never touches
+pyplot's global state or needs a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from payattn.mechanisms import MECHANISMS
+from payattn.report.results import PRECISIONS, RUNTIMES, Result
+from payattn.report.tables import artifact_kinds, devices, ordered
+
+
+def _grouped_offsets(count: int, width: float = 0.8) -> tuple[list[float], float]:
+    """Bar offsets around each x position for `count` series side by side."""
+    bar = width / max(count, 1)
+    return [(i - (count - 1) / 2) * bar for i in range(count)], bar
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+
+
+def _series_order(series: tuple[str, str, int]) -> tuple[int, str, int, int]:
+    runtime, precision, threads = series
+    return (RUNTIMES.index(runtime) if runtime in RUNTIMES else len(RUNTIMES), runtime,
+            PRECISIONS.index(precision), threads)
+
+
+def latency_plot(results: list[Result], path: Path) -> None:
+    """One panel per device: p50 bars per mechanism for each runtime × precision × threads,
+    whiskers from p10 to p90; a series keeps its colour across panels."""
+    task, preset = results[0].group
+    names = devices(results)
+    all_series = sorted({(r.runtime, r.precision, r.threads) for r in results}, key=_series_order)
+    colours = {s: f"C{i % 10}" for i, s in enumerate(all_series)}
+    fig = Figure(figsize=(max(6.0, 4.5 * len(names)), 4.8), layout="constrained")
+    for index, device in enumerate(names, start=1):
+        ax = fig.add_subplot(1, len(names), index)
+        on_device = [r for r in results if r.device == device]
+        mechs = ordered((r.mechanism for r in on_device), MECHANISMS)
+        series = [s for s in all_series if any((r.runtime, r.precision, r.threads) == s for r in on_device)]
+        offsets, bar = _grouped_offsets(len(series))
+        for offset, (runtime, precision, threads) in zip(offsets, series):
+            xs, p50, low, high = [], [], [], []
+            for x, m in enumerate(mechs):
+                hit = [r for r in on_device
+                       if (r.mechanism, r.runtime, r.precision, r.threads) == (m, runtime, precision, threads)]
+                if hit:
+                    r = hit[-1]
+                    xs.append(x + offset)
+                    p50.append(r.latency("p50"))
+                    low.append(max(0.0, r.latency("p50") - r.latency("p10")))
+                    high.append(max(0.0, r.latency("p90") - r.latency("p50")))
+            ax.bar(xs, p50, bar, yerr=[low, high], capsize=2, color=colours[(runtime, precision, threads)])
+        ax.set_xticks(range(len(mechs)), mechs)
+        ax.set_title(f"{device} ({on_device[0].data['device']['kind']})")
+        ax.set_ylabel("ms per inference: p50, whiskers p10–p90")
+        ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(color=colours[s]) for s in all_series]
+    labels = [f"{rt} {prec} · {th} thread{'s' if th != 1 else ''}" for rt, prec, th in all_series]
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
+    fig.suptitle(f"{task} / {preset}: latency per inference")
+    _save(fig, path)
+
+
+def size_plot(results: list[Result], path: Path) -> None:
+    """File size per mechanism, one bar per artifact format × precision."""
+    task, preset = results[0].group
+    mechs = ordered((r.mechanism for r in results), MECHANISMS)
+    kinds = artifact_kinds(results)
+    fig = Figure(figsize=(max(6.0, 0.8 * len(mechs) * max(1, len(kinds))), 4.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    offsets, bar = _grouped_offsets(len(kinds))
+    for offset, (fmt, precision) in zip(offsets, kinds):
+        xs, sizes = [], []
+        for x, m in enumerate(mechs):
+            hit = [r for r in results if (r.mechanism, r.fmt, r.precision) == (m, fmt, precision)]
+            if hit:
+                xs.append(x + offset)
+                sizes.append(hit[-1].data["artifact"]["bytes"] / 1e3)
+        ax.bar(xs, sizes, bar, label=f"{fmt} {precision}")
+    ax.set_xticks(range(len(mechs)), mechs)
+    ax.set_ylabel("file size kB")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=min(5, len(kinds)), fontsize="small")
+    ax.set_title(f"{task} / {preset}: artifact size")
+    _save(fig, path)

@@ -1,0 +1,246 @@
+"""The report's tables, built once as plain rows of strings and rendered to Markdown or HTML.
+
+Speed-ups are always standard's p50 over the mechanism's p50 on the same task, preset,
+device, runtime, precision and thread count; anything not measured prints as "—".
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from payattn.mechanisms import MECHANISMS
+from payattn.report.results import DEVICE_KINDS, FORMATS, PRECISIONS, RUNTIMES, Result
+
+DASH = "—"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled grid of strings: Markdown, HTML and a rich.Table can all be made from it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    left: set[int] = field(default_factory=lambda: {0})  # left-aligned columns; others right
+
+    def to_markdown(self) -> str:
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        rule = ["---" if i in self.left else "--:" for i in range(len(self.columns))]
+        body = [line(self.columns), "|" + "|".join(rule) + "|", *(line(r) for r in self.rows)]
+        return "\n".join(body)
+
+    def to_html(self) -> str:
+        def cells(tag: str, values: Sequence[str]) -> str:
+            return "".join(f'<{tag} class="{"l" if i in self.left else "r"}">{html.escape(v)}</{tag}>'
+                           for i, v in enumerate(values))
+
+        rows = "".join(f"<tr>{cells('td', r)}</tr>" for r in self.rows)
+        return f"<table><thead><tr>{cells('th', self.columns)}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+# ---- formatting -------------------------------------------------------------------------
+
+def fmt_ms(x: float) -> str:
+    """Three significant digits without exponent: 0.0523, 1.23, 12.3, 123, 1234."""
+    if x <= 0:
+        return "0"
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}"
+
+
+def fmt_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+
+
+def fmt_ratio(numerator: float | None, denominator: float | None) -> str:
+    if not numerator or not denominator:
+        return DASH
+    return f"{numerator / denominator:.2f}×"
+
+
+def fmt_accuracy(values: Iterable[float | None]) -> str:
+    known = sorted({v for v in values if v is not None})
+    if not known:
+        return DASH
+    return f"{known[0]:.2%}" if len(known) == 1 else f"{known[0]:.2%}–{known[-1]:.2%}"
+
+
+# ---- ordering ---------------------------------------------------------------------------
+
+def ordered(values: Iterable[str], known: Sequence[str]) -> list[str]:
+    """Distinct values, known ones in their canonical order first, the rest alphabetically."""
+    return sorted(set(values), key=lambda v: (known.index(v) if v in known else len(known), v))
+
+
+def groups(results: list[Result]) -> list[tuple[str, str]]:
+    """Task × preset pairs in the order they first appear."""
+    return list(dict.fromkeys(r.group for r in results))
+
+
+def devices(results: list[Result]) -> list[str]:
+    """Device names, local first, then ssh, then adb, each kind in order of appearance."""
+    kinds = {r.device: r.data["device"]["kind"] for r in results}
+    names = list(dict.fromkeys(r.device for r in results))
+    return sorted(names, key=lambda d: (DEVICE_KINDS.index(kinds[d]), names.index(d)))
+
+
+def artifact_kinds(results: list[Result]) -> list[tuple[str, str]]:
+    return sorted({(r.fmt, r.precision) for r in results},
+                  key=lambda k: (FORMATS.index(k[0]), PRECISIONS.index(k[1])))
+
+
+def headline_config(results: list[Result]) -> tuple[str, int]:
+    """fp32 with one thread if it was measured, else the most measured precision × threads."""
+    counts = Counter((r.precision, r.threads) for r in results)
+    if ("fp32", 1) in counts:
+        return "fp32", 1
+    return min(counts, key=lambda k: (-counts[k], PRECISIONS.index(k[0]), k[1]))
+
+
+def _pick(results: Iterable[Result], pred: Callable[[Result], bool]) -> Result | None:
+    """The latest of the results matching pred (inputs are already one line per configuration)."""
+    found = [r for r in results if pred(r)]
+    return max(found, key=lambda r: (r.when, r.line)) if found else None
+
+
+def _p50(results: list[Result], mechanism: str, config: tuple[str, str, str, int]) -> float | None:
+    r = _pick(results, lambda r: r.mechanism == mechanism and r.config == config)
+    return r.latency("p50") if r else None
+
+
+# ---- tables -----------------------------------------------------------------------------
+
+def headline(results: list[Result]) -> Table:
+    """Table 5 of the paper for one task × preset: one row per mechanism, the common configuration."""
+    task, preset = results[0].group
+    precision, threads = headline_config(results)
+    mechs = ordered((r.mechanism for r in results), MECHANISMS)
+    kinds = artifact_kinds(results)
+    at_config = [r for r in results if (r.precision, r.threads) == (precision, threads)]
+    columns = [(d, rt) for d in devices(at_config)
+               for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)]
+    # Parameters and FLOPs belong to the model, so any line of the mechanism (the newest) has them.
+    newest = {m: max((r for r in results if r.mechanism == m), key=lambda r: (r.when, r.line)) for m in mechs}
+    standard = newest.get("standard")
+    rows = []
+    for m in mechs:
+        row = [m, f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}",
+               fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m)]
+        for fmt, prec in kinds:
+            art = _pick(results, lambda r: r.mechanism == m and (r.fmt, r.precision) == (fmt, prec))
+            row.append(fmt_bytes(art.data["artifact"]["bytes"]) if art else DASH)
+        for device, runtime in columns:
+            config = (device, runtime, precision, threads)
+            p50, base = _p50(at_config, m, config), _p50(at_config, "standard", config)
+            row.append(DASH if p50 is None else f"{fmt_ms(p50)} ({fmt_ratio(base, p50)})")
+        row.append(fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]))
+        rows.append(row)
+    header = (["mechanism", "params", "attention params", f"test accuracy ({precision})"]
+              + [f"size {fmt} {prec}" for fmt, prec in kinds]
+              + [f"{d} · {rt}: p50 ms (speed-up)" for d, rt in columns] + ["FLOP-model speed-up"])
+    plural = "s" if threads != 1 else ""
+    return Table(
+        title=f"{task} / {preset}: {precision}, {threads} thread{plural}",
+        columns=header, rows=rows,
+        note=(f"p50 latency in ms per inference at {precision} with {threads} thread{plural}; in "
+              "brackets the measured speed-up versus standard on the same device and runtime. "
+              "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). Other "
+              "precisions and thread counts are in the detail tables."),
+    )
+
+
+def latency_tables(results: list[Result]) -> list[Table]:
+    """Every measured configuration of one task × preset, one table per device."""
+    task, preset = results[0].group
+    tables = []
+    for device in devices(results):
+        on_device = [r for r in results if r.device == device]
+        kind = on_device[0].data["device"]["kind"]
+        rows = []
+        for r in sorted(on_device, key=lambda r: (
+                RUNTIMES.index(r.runtime) if r.runtime in RUNTIMES else len(RUNTIMES), r.runtime,
+                PRECISIONS.index(r.precision), r.threads, MECHANISMS.index(r.mechanism))):
+            base = _p50(on_device, "standard", r.config)
+            rows.append([r.runtime, r.precision, str(r.threads), r.mechanism,
+                         fmt_ms(r.latency("p50")),
+                         f"{fmt_ms(r.latency('p10'))}–{fmt_ms(r.latency('p90'))}",
+                         fmt_ratio(base, r.latency("p50")), fmt_ms(r.data["init_ms"]),
+                         str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
+        tables.append(Table(
+            title=f"{task} / {preset} on {device} ({kind}): all configurations",
+            columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms",
+                     "speed-up", "init ms", "runs", "measured (UTC)"],
+            rows=rows, left={0, 1, 3}))
+    return tables
+
+
+def artifact_table(results: list[Result]) -> Table:
+    """Size and accuracy of each artifact of one task × preset, size relative to standard's."""
+    task, preset = results[0].group
+    rows = []
+    for m in ordered((r.mechanism for r in results), MECHANISMS):
+        for fmt, prec in artifact_kinds(results):
+            art = _pick(results, lambda r: r.mechanism == m and (r.fmt, r.precision) == (fmt, prec))
+            if art is None:
+                continue
+            std = _pick(results, lambda r: r.mechanism == "standard" and (r.fmt, r.precision) == (fmt, prec))
+            size = art.data["artifact"]["bytes"]
+            rows.append([m, fmt, prec, art.data["artifact"]["file"], fmt_bytes(size),
+                         fmt_ratio(size, std.data["artifact"]["bytes"] if std else None),
+                         fmt_accuracy([art.data["test_accuracy"]]), art.data["artifact"]["sha256"][:12]])
+    return Table(title=f"{task} / {preset}: artifacts",
+                 columns=["mechanism", "format", "precision", "file", "size", "size vs standard",
+                          "test accuracy", "sha256"],
+                 rows=rows, left={0, 1, 2, 3, 7})
+
+
+def _distinct(values: Iterable[object]) -> str:
+    shown = list(dict.fromkeys(str(v) for v in values if v is not None))
+    return ", ".join(shown) if shown else DASH
+
+
+def _span(values: Sequence[Any], fmt: Callable[[Any], str]) -> str:
+    if not values:
+        return DASH
+    low, high = min(values), max(values)
+    return fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+
+
+def conditions_table(results: list[Result]) -> Table:
+    """Where and how each device measured: hardware, software, run counts, time span."""
+    names = devices(results)
+    fields: list[tuple[str, Callable[[list[Result]], str]]] = [
+        ("kind", lambda rs: _distinct(r.data["device"]["kind"] for r in rs)),
+        ("CPU", lambda rs: _distinct(r.data["device"]["cpu"] for r in rs)),
+        ("cores", lambda rs: _distinct(r.data["device"]["cores"] for r in rs)),
+        ("OS", lambda rs: _distinct(r.data["device"]["os"] for r in rs)),
+        ("arch", lambda rs: _distinct(r.data["device"]["arch"] for r in rs)),
+        ("memory", lambda rs: _distinct(fmt_bytes(r.data["device"]["memory_bytes"]) for r in rs
+                                        if r.data["device"]["memory_bytes"] is not None)),
+        ("runtimes", lambda rs: _distinct(
+            f"{r.runtime} {r.data['runtime']['version']}"
+            + (f" (graph optimisation {r.data['runtime']['graph_optimization']})"
+               if r.data["runtime"]["graph_optimization"] else "") for r in rs)),
+        ("threads", lambda rs: _distinct(sorted({r.threads for r in rs}))),
+        ("warm-up runs", lambda rs: _span([r.data["warmup_runs"] for r in rs], str)),
+        ("measured runs", lambda rs: _span([r.data["runs"] for r in rs], str)),
+        ("harness overhead ms", lambda rs: _span(
+            [r.data["harness_overhead_ms"] for r in rs if r.data["harness_overhead_ms"] is not None], fmt_ms)),
+        ("payattn", lambda rs: _distinct(r.data["payattn_version"] for r in rs)),
+        ("git commit", lambda rs: _distinct(
+            r.data["git_commit"][:12] if r.data["git_commit"] else None for r in rs)),
+        ("measured (UTC)", lambda rs: _span([r.when for r in rs], lambda t: t.strftime("%Y-%m-%d %H:%M"))),
+        ("result lines used", lambda rs: str(len(rs))),
+    ]
+    per_device = {d: [r for r in results if r.device == d] for d in names}
+    rows = [[label, *(get(per_device[d]) for d in names)] for label, get in fields]
+    return Table(title="", columns=["", *names], rows=rows,
+                 left=set(range(len(names) + 1)))

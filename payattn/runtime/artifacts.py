@@ -1,0 +1,106 @@
+"""Artifacts as the manifest describes them, checked against the files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.runners import FORMAT_RUNTIME, check_input_specs
+
+MANIFEST_SCHEMA = "payattn.manifest/1"
+PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
+_MANIFEST_KEYS = ("mechanism", "task", "preset", "params", "attention_params", "flops", "artifacts")
+_EXPORT_HINT = "export the model again with `payattn export`"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One exported model file with its manifest entry, verified against its sha256."""
+
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    entry: dict[str, Any]
+    sha256: str
+    bytes: int
+
+    @property
+    def format(self) -> str:
+        return self.entry["format"]
+
+    @property
+    def precision(self) -> str:
+        return self.entry["precision"]
+
+    @property
+    def runtime(self) -> str:
+        return FORMAT_RUNTIME[self.format]
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return self.entry["inputs"]
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """Read a manifest.json, rejecting anything that is not a payattn.manifest/1 document."""
+    path = Path(path)
+    if not path.is_file():
+        where = path.parent
+        problem = "has no manifest.json, so it is not an artifact dir" if where.exists() else "does not exist"
+        raise RuntimeJobError(f"{where} {problem}; {_EXPORT_HINT}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RuntimeJobError(f"{path} is not readable JSON ({exc}); {_EXPORT_HINT}") from None
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if schema != MANIFEST_SCHEMA:
+        raise RuntimeJobError(f"{path} has schema {schema!r}, expected {MANIFEST_SCHEMA!r}; {_EXPORT_HINT}")
+    missing = [key for key in _MANIFEST_KEYS if key not in manifest]
+    if missing or not isinstance(manifest["artifacts"], list):
+        raise RuntimeJobError(f"{path} lacks {missing or ['a list of artifacts']}; {_EXPORT_HINT}")
+    for entry in manifest["artifacts"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise RuntimeJobError(f"{path}: artifact entry {entry!r} has no file name; {_EXPORT_HINT}")
+        fmt, precision = entry.get("format"), entry.get("precision")
+        if fmt not in FORMAT_RUNTIME or precision not in PRECISIONS:
+            raise RuntimeJobError(f"{path}: artifact {entry.get('file')!r} has format {fmt!r} and precision "
+                                  f"{precision!r}; formats: {', '.join(FORMAT_RUNTIME)}, "
+                                  f"precisions: {', '.join(PRECISIONS)}; {_EXPORT_HINT}")
+    return manifest
+
+
+def load_artifact(path: str | Path, manifest_path: str | Path | None = None) -> Artifact:
+    """The artifact at `path` and its entry in `manifest_path` (default: manifest.json beside it).
+    A missing, truncated or changed file is an error before any runtime sees it."""
+    path = Path(path)
+    manifest_path = Path(manifest_path) if manifest_path else path.parent / "manifest.json"
+    manifest = load_manifest(manifest_path)
+    entry = next((e for e in manifest["artifacts"] if e.get("file") == path.name), None)
+    if entry is None:
+        listed = [e.get("file") for e in manifest["artifacts"]]
+        raise RuntimeJobError(f"{manifest_path} has no entry for {path.name} (it lists {listed}); "
+                              f"pick one of those files or {_EXPORT_HINT}")
+    if not path.is_file():
+        raise RuntimeJobError(f"{path} is listed in {manifest_path} but missing; {_EXPORT_HINT}")
+    if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+        raise RuntimeJobError(f"{manifest_path}: the entry for {path.name} lacks sha256 or bytes; "
+                              f"{_EXPORT_HINT}")
+    size, digest = path.stat().st_size, _sha256(path)
+    if (size, digest) != (entry["bytes"], entry["sha256"]):
+        raise RuntimeJobError(f"{path} is {size} bytes with sha256 {digest[:12]}… but {manifest_path} "
+                              f"records {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…: the file is "
+                              f"truncated or was changed; {_EXPORT_HINT}")
+    check_input_specs(entry.get("inputs"), f"{manifest_path} ({path.name})")
+    return Artifact(path, manifest_path, manifest, entry, digest, size)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,154 @@
+"""A benchmark job: load every selected artifact, then time them interleaved.
+
+A job is the dict of `python -m payattn.runtime JOB.json` (see __main__). Every artifact is
+loaded into every matching runtime and thread count, and run once, before anything is
+measured: a bad artifact fails the job before any result exists. Each runtime is first primed
+with one untimed load, so its one-time process set-up is not charged to the first artifact.
+Each thread count is then one interleaved round, and its results are handed to `on_result` as
+soon as it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from payattn.runtime.artifacts import Artifact, load_artifact
+from payattn.runtime.env import device_info, git_commit
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.results import DEVICE_KINDS, build_result
+from payattn.runtime.runners import (
+    DEFAULT_GRAPH_OPTIMIZATION,
+    ORT_LEVELS,
+    RUNTIMES,
+    Runner,
+    check_runtime,
+    open_runner,
+)
+from payattn.runtime.timing import harness_overhead_ms, peak_rss_growth, run_interleaved, time_call
+
+Log = Callable[[str], None]
+OnResult = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An artifact opened in one runtime at one thread count, after its first inference."""
+
+    artifact: Artifact
+    runner: Runner
+    first_inference_ms: float
+    peak_memory_bytes: int | None
+
+
+def run_job(job: dict[str, Any], on_result: OnResult | None = None,
+            log: Log | None = None) -> list[dict[str, Any]]:
+    """Run a job dict; return its result lines (each also passed to `on_result` when ready).
+
+    Keys: artifacts [{path, manifest}], runtimes, threads, warmup_runs, warmup_seconds, runs,
+    min_seconds, device {name, kind}; optional graph_optimization (ONNX Runtime level, default
+    ORT_ENABLE_ALL) and git_commit (the host's, when the code was copied to a device without git).
+    """
+    log = log or (lambda message: None)
+    settings = _check_job(job)
+    paths = dict.fromkeys((item["path"], item.get("manifest")) for item in job["artifacts"])
+    artifacts = [load_artifact(path, manifest) for path, manifest in paths]
+    pairs = [(a, runtime) for a in artifacts for runtime in settings["runtimes"] if a.runtime == runtime]
+    if not pairs:
+        raise RuntimeJobError(f"none of the {len(artifacts)} artifact(s) runs on runtime(s) "
+                              f"{settings['runtimes']} (.onnx needs onnxruntime, .tflite needs litert); "
+                              f"choose matching runtimes")
+    level = settings["graph_optimization"]
+    for runtime in dict.fromkeys(runtime for _, runtime in pairs):
+        _prime(next(a for a, r in pairs if r == runtime), runtime, settings["threads"][0], level)
+    rounds = {threads: [_load(a, runtime, threads, level, log) for a, runtime in pairs]
+              for threads in settings["threads"]}
+    overhead = harness_overhead_ms()
+    device = device_info(job["device"]["name"], job["device"]["kind"])
+    commit = settings["git_commit"]
+    results = []
+    for threads, loaded in rounds.items():
+        log(f"measuring {len(loaded)} configuration(s) interleaved, {threads} thread(s)")
+        calls = [item.runner.run for item in loaded]
+        warmups = run_interleaved(calls, job["warmup_runs"], job["warmup_seconds"])
+        samples = run_interleaved(calls, job["runs"], job["min_seconds"])
+        for item, warm, measured in zip(loaded, warmups, samples):
+            result = build_result(item.artifact, item.runner, device=device, git_commit=commit,
+                                  warmup_runs=len(warm), samples_ms=measured,
+                                  first_inference_ms=item.first_inference_ms,
+                                  peak_memory_bytes=item.peak_memory_bytes, harness_overhead_ms=overhead)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results
+
+
+def _prime(artifact: Artifact, runtime: str, threads: int, graph_optimization: str) -> None:
+    """Open and run one artifact untimed, then drop it: the runtime's one-time process set-up
+    (library import, global environment, thread pools, delegate registration) is then charged
+    to no artifact's init time or memory, where it would otherwise fall on whichever loads first."""
+    _open_and_run_once(artifact, runtime, threads, graph_optimization)
+
+
+def _load(artifact: Artifact, runtime: str, threads: int, graph_optimization: str, log: Log) -> Loaded:
+    log(f"loading {artifact.path} in {runtime}, {threads} thread(s)")
+    (runner, first_ms), peak = peak_rss_growth(
+        lambda: _open_and_run_once(artifact, runtime, threads, graph_optimization))
+    return Loaded(artifact, runner, first_ms, peak)
+
+
+def _open_and_run_once(artifact: Artifact, runtime: str, threads: int,
+                       graph_optimization: str) -> tuple[Runner, float]:
+    runner = open_runner(runtime, artifact.path, artifact.inputs, threads, graph_optimization)
+    try:
+        first_ns = time_call(runner.run)
+    except Exception as exc:
+        raise RuntimeJobError(f"{artifact.path}: the first inference in {runtime} failed: {exc}; "
+                              f"re-export the artifact") from None
+    return runner, first_ns / 1e6
+
+
+def _check_job(job: Any) -> dict[str, Any]:
+    """Reject a malformed job with the key at fault; return the settings with defaults filled."""
+    if not isinstance(job, dict):
+        raise RuntimeJobError("the job must be a JSON object")
+    artifacts = job.get("artifacts")
+    if not isinstance(artifacts, list) or not artifacts or not all(
+            isinstance(a, dict) and isinstance(a.get("path"), str)
+            and isinstance(a.get("manifest"), (str, type(None))) for a in artifacts):
+        raise RuntimeJobError('job key "artifacts" must be a non-empty list of {"path", "manifest"} objects')
+    runtimes = job.get("runtimes")
+    if not isinstance(runtimes, list) or not runtimes:
+        raise RuntimeJobError(f'job key "runtimes" must be a non-empty list drawn from {", ".join(RUNTIMES)}')
+    for runtime in runtimes:
+        check_runtime(runtime)
+    threads = job.get("threads")
+    if not isinstance(threads, list) or not threads or not all(_count(t) and t >= 1 for t in threads):
+        raise RuntimeJobError('job key "threads" must be a non-empty list of positive integers')
+    for key in ("warmup_runs", "runs"):
+        if not _count(job.get(key)) or job[key] < (1 if key == "runs" else 0):
+            raise RuntimeJobError(f"job key {key!r} must be an integer ≥ {1 if key == 'runs' else 0}")
+    for key in ("warmup_seconds", "min_seconds"):
+        value = job.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise RuntimeJobError(f"job key {key!r} must be a number of seconds ≥ 0")
+    device = job.get("device")
+    if (not isinstance(device, dict) or not isinstance(device.get("name"), str)
+            or device.get("kind") not in DEVICE_KINDS):
+        kinds = ", ".join(DEVICE_KINDS)
+        raise RuntimeJobError(f'job key "device" must be {{"name": str, "kind": one of {kinds}}}')
+    level = job.get("graph_optimization", DEFAULT_GRAPH_OPTIMIZATION)
+    if level not in ORT_LEVELS:
+        raise RuntimeJobError(f"unknown graph optimisation level {level!r}; "
+                              f"valid levels: {', '.join(ORT_LEVELS)}")
+    commit = job.get("git_commit")
+    if commit is not None and not isinstance(commit, str):
+        raise RuntimeJobError('job key "git_commit" must be a string or null')
+    return {"runtimes": list(dict.fromkeys(runtimes)), "threads": list(dict.fromkeys(threads)),
+            "graph_optimization": level,
+            "git_commit": commit if "git_commit" in job else git_commit()}
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

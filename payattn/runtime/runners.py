@@ -1,0 +1,236 @@
+"""ONNX Runtime and LiteRT behind one small interface: open an artifact, feed it, run it.
+
+`open_runner` creates the session or interpreter with explicit threads, checks the model's
+inputs against the manifest's input spec, binds seeded inputs once and returns a `Runner`
+whose `run()` is one inference and nothing else, as TFLite's benchmark_model and
+onnxruntime_perf_test time it: `Interpreter.invoke` for LiteRT, `run_with_iobinding` for ONNX
+Runtime (its inputs bound once, so no per-call conversion of a feed dict is timed). The
+runtimes are imported lazily, so a device with only one of them installed can still run the
+other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from payattn.runtime.errors import RuntimeJobError
+
+RUNTIMES = ("onnxruntime", "litert")
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+PIP_PACKAGES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter"}
+ORT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_LAYOUT",
+              "ORT_ENABLE_ALL")
+DEFAULT_GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
+INPUT_DTYPES = ("float32", "float16", "int32", "int64")
+# One seed for every artifact: mechanisms compared on the same task see the same inputs.
+INPUT_SEED = 0
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+               "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(int8)": "int8",
+               "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+@dataclass(frozen=True)
+class Runner:
+    """An artifact loaded into one runtime with fixed inputs; `run()` is one inference."""
+
+    runtime: str
+    version: str
+    graph_optimization: str | None
+    threads: int
+    path: Path
+    init_ms: float  # session/interpreter creation plus tensor allocation
+    inputs: dict[str, np.ndarray]  # what every run sees; held here because the runtime may point into it
+    run: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One input as the model declares it; `key` identifies it when it is known by two names,
+    and None in `shape` marks a dynamic dimension."""
+
+    key: object
+    shape: list[int | None]
+    dtype: str
+
+
+def make_inputs(specs: Sequence[dict[str, Any]], seed: int = INPUT_SEED) -> dict[str, np.ndarray]:
+    """Inputs for a manifest's input spec: standard normal floats in the stated shape (already
+    in the stated layout), integer ids uniform in [low, high) for tokens; seeded."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in specs:
+        shape, dtype = tuple(spec["shape"]), np.dtype(spec["dtype"])
+        if dtype.kind == "f":
+            arrays[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+        else:
+            arrays[spec["name"]] = rng.integers(spec["low"], spec["high"], size=shape, dtype=dtype)
+    return arrays
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise RuntimeJobError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+
+
+def runtime_module(runtime: str) -> Any:
+    """Import a runtime on demand; a missing one is an error naming the pip package."""
+    check_runtime(runtime)
+    try:
+        return importlib.import_module(_MODULES[runtime])
+    except ImportError as exc:
+        raise RuntimeJobError(
+            f"{runtime} is not installed here ({exc}); install it with `pip install {PIP_PACKAGES[runtime]}`"
+        ) from None
+
+
+def runtime_version(runtime: str) -> str:
+    runtime_module(runtime)  # a missing runtime is the clear error, not a version lookup failure
+    package = importlib.import_module(_MODULES[runtime].split(".")[0])
+    return str(getattr(package, "__version__", None) or metadata.version(PIP_PACKAGES[runtime]))
+
+
+def open_runner(runtime: str, path: str | Path, inputs: Sequence[dict[str, Any]], threads: int = 1,
+                graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION) -> Runner:
+    """Load `path` into `runtime` with `threads` threads and bind inputs made from `inputs`
+    (a manifest's input spec). Raises RuntimeJobError naming the file when it cannot be loaded
+    or its inputs differ from the spec."""
+    path = Path(path)
+    check_runtime(runtime)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise RuntimeJobError(f"threads must be a positive integer, got {threads!r}")
+    check_input_specs(inputs, str(path))
+    feeds = make_inputs(inputs)
+    if runtime == "onnxruntime":
+        return _open_onnxruntime(path, inputs, feeds, threads, graph_optimization)
+    return _open_litert(path, inputs, feeds, threads)
+
+
+def check_input_specs(specs: Any, where: str) -> None:
+    """A manifest's input spec must be complete enough to make inputs from; `where` names it."""
+    fix = "re-export the artifact"
+    if not isinstance(specs, list) or not specs:
+        raise RuntimeJobError(f"{where}: the manifest lists no inputs; {fix}")
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise RuntimeJobError(f"{where}: manifest input {spec!r} has no name; {fix}")
+        shape, dtype = spec.get("shape"), spec.get("dtype")
+        if not isinstance(shape, list) or not all(type(d) is int and d > 0 for d in shape):
+            raise RuntimeJobError(f"{where}: manifest input {spec['name']!r} needs a shape of positive "
+                                  f"integers, got {shape!r}; {fix}")
+        if dtype not in INPUT_DTYPES:
+            raise RuntimeJobError(f"{where}: manifest input {spec['name']!r} has dtype {dtype!r}; "
+                                  f"valid dtypes: {', '.join(INPUT_DTYPES)}; {fix}")
+        if np.dtype(dtype).kind != "f":
+            low, high = spec.get("low"), spec.get("high")
+            if type(low) is not int or type(high) is not int or low >= high:
+                raise RuntimeJobError(f"{where}: manifest input {spec['name']!r} ({dtype}) needs integer "
+                                      f"'low' < 'high' for its ids, got {low!r}, {high!r}; {fix}")
+
+
+def _load_error(path: Path, runtime: str, exc: BaseException) -> RuntimeJobError:
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return RuntimeJobError(f"cannot load {path} with {runtime}: {first_line}; "
+                           f"the file is corrupt or not a model for {runtime}: re-export the artifact")
+
+
+def _open_onnxruntime(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
+                      threads: int, level: str) -> Runner:
+    ort = runtime_module("onnxruntime")
+    if level not in ORT_LEVELS:
+        raise RuntimeJobError(f"unknown graph optimisation level {level!r}; "
+                              f"valid levels: {', '.join(ORT_LEVELS)}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.log_severity_level = 3  # errors only: progress owns stderr
+    start = time.perf_counter_ns()
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+        raise _load_error(path, "onnxruntime", exc) from None
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    model = {i.name: ModelInput(i.name, [d if isinstance(d, int) and d >= 0 else None for d in i.shape],
+                                _ORT_DTYPES.get(i.type, i.type)) for i in session.get_inputs()}
+    _check_inputs(path, specs, model)
+    binding = session.io_binding()
+    for name, array in feeds.items():
+        binding.bind_cpu_input(name, array)
+    for output in session.get_outputs():
+        binding.bind_output(output.name)
+    return Runner("onnxruntime", runtime_version("onnxruntime"), level, threads, path, init_ms, feeds,
+                  partial(session.run_with_iobinding, binding))
+
+
+def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
+                 threads: int) -> Runner:
+    interpreter_module = runtime_module("litert")
+    start = time.perf_counter_ns()
+    try:
+        interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
+    except Exception as exc:
+        raise _load_error(path, "litert", exc) from None
+    details = _litert_inputs(interpreter)
+    model = {name: ModelInput(d["index"], [int(x) if x >= 0 else None for x in d["shape_signature"]],
+                              np.dtype(d["dtype"]).name) for name, d in details.items()}
+    _check_inputs(path, specs, model)
+    try:
+        for spec in specs:
+            detail = details[spec["name"]]
+            if list(detail["shape"]) != list(spec["shape"]):  # a dynamic dimension: fix it to the spec
+                interpreter.resize_tensor_input(detail["index"], list(spec["shape"]))
+        interpreter.allocate_tensors()
+    except Exception as exc:
+        raise _load_error(path, "litert", exc) from None
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    for spec in specs:
+        interpreter.set_tensor(details[spec["name"]]["index"], feeds[spec["name"]])
+    return Runner("litert", runtime_version("litert"), None, threads, path, init_ms, feeds,
+                  interpreter.invoke)
+
+
+def _litert_inputs(interpreter: Any) -> dict[str, dict[str, Any]]:
+    """Input details by tensor name and, when the model has one signature, by signature name:
+    converters name tensors 'serving_default_x:0' while the signature calls them 'x'."""
+    by_index = {d["index"]: d for d in interpreter.get_input_details()}
+    named = {d["name"]: d for d in by_index.values()}
+    signatures = interpreter.get_signature_list()
+    if len(signatures) == 1:
+        runner = interpreter.get_signature_runner(next(iter(signatures)))
+        for name, detail in runner.get_input_details().items():
+            if detail["index"] in by_index:
+                named.setdefault(name, by_index[detail["index"]])
+    return named
+
+
+def _check_inputs(path: Path, specs: Sequence[dict[str, Any]], model: dict[str, ModelInput]) -> None:
+    """The manifest must list the model's inputs exactly: names, dtypes and every fixed dimension."""
+    fix = "re-export the artifact so that manifest.json describes the model"
+    missing = [spec["name"] for spec in specs if spec["name"] not in model]
+    if missing:
+        raise RuntimeJobError(f"{path}: the manifest lists input(s) {missing} that the model does not have "
+                              f"(model inputs: {sorted(model)}); {fix}")
+    listed = {model[spec["name"]].key for spec in specs}
+    extra = sorted(name for name, found in model.items() if found.key not in listed)
+    if extra:
+        raise RuntimeJobError(f"{path}: the model has input(s) {extra} that the manifest does not list; "
+                              f"{fix}")
+    for spec in specs:
+        found = model[spec["name"]]
+        fixed_ok = len(found.shape) == len(spec["shape"]) and all(
+            m is None or m == s for m, s in zip(found.shape, spec["shape"]))
+        if found.dtype != spec["dtype"] or not fixed_ok:
+            shown = ["?" if m is None else m for m in found.shape]
+            raise RuntimeJobError(f"{path}: input {spec['name']!r} is {found.dtype}{shown} in the model but "
+                                  f"{spec['dtype']}{list(spec['shape'])} in the manifest; {fix}")

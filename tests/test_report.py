@@ -1,0 +1,272 @@
+"""The report from a synthetic results.jsonl: three devices, two runtimes, two precisions, four mechanisms."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import payattn.report as report_mod
+from payattn.errors import PayattnError
+from payattn.mechanisms import MECHANISMS
+from payattn.report import headline_table, headline_tables, report
+from payattn.report.results import CSV_COLUMNS
+
+DEVICES = {
+    "laptop": {"name": "laptop", "kind": "local", "cpu": "Intel Core i7-1185G7", "cores": 8,
+               "os": "Linux 6.8", "arch": "x86_64", "memory_bytes": 16_000_000_000},
+    "pi5": {"name": "pi5", "kind": "ssh", "cpu": "Cortex-A76", "cores": 4,
+            "os": "Linux 6.6 (Debian 12)", "arch": "aarch64", "memory_bytes": 8_000_000_000},
+    "pixel": {"name": "pixel", "kind": "adb", "cpu": "Tensor G3", "cores": 9,
+              "os": "Android 14", "arch": "aarch64", "memory_bytes": None},
+}
+# (runtime, format, precision, file) combinations measured on every device.
+CONFIGS = [("onnxruntime", "onnx", "fp32", "model.onnx"),
+           ("litert", "tflite", "fp32", "model_fp32.tflite"),
+           ("litert", "tflite", "fp16", "model_fp16.tflite")]
+PARAMS = {"standard": 12000, "optimised": 11000, "efficient": 10000, "super": 10100}
+FLOPS = {"standard": 800_000, "optimised": 640_000, "efficient": 480_000, "super": 520_000}
+SCALE = {"standard": 1.0, "optimised": 0.9, "efficient": 0.62, "super": 0.71}
+DEVICE_MS = {"laptop": 0.2, "pi5": 1.5, "pixel": 0.9}
+RUNTIME_MS = {("onnxruntime", "fp32"): 1.0, ("litert", "fp32"): 0.8, ("litert", "fp16"): 0.85}
+
+
+def p50_of(mech: str, device: str, runtime: str, precision: str) -> float:
+    """The p50 the synthetic line gets; the mechanism factor also depends on the device."""
+    tweak = {"laptop": 1.0, "pi5": 1.1, "pixel": 0.95}[device] if mech != "standard" else 1.0
+    return round(DEVICE_MS[device] * RUNTIME_MS[(runtime, precision)] * SCALE[mech] * tweak, 4)
+
+
+def line(mech: str, device: str, runtime: str, fmt: str, precision: str, file: str, *,
+         task: str = "mnist-5k", preset: str = "mnist-tiny", minute: int = 0, p50: float | None = None,
+         threads: int = 1) -> dict[str, Any]:
+    p50 = p50_of(mech, device, runtime, precision) if p50 is None else p50
+    size = {"fp32": 48_000, "fp16": 25_000}[precision] * PARAMS[mech] // 12000 + (900 if fmt == "onnx" else 0)
+    return {
+        "schema": "payattn.result/1", "timestamp": f"2025-01-02T10:{minute:02d}:00Z",
+        "payattn_version": "0.1.0", "git_commit": "0123456789abcdef0123",
+        "artifact": {"path": f"/art/{task}/{mech}/{file}", "file": file, "sha256": f"{mech}{file}".ljust(64, "0"),
+                     "bytes": size, "format": fmt, "precision": precision},
+        "mechanism": mech, "task": task, "preset": preset, "params": PARAMS[mech],
+        "attention_params": PARAMS[mech] // 4, "flops": FLOPS[mech],
+        "test_accuracy": 0.95 + 0.001 * MECHANISMS.index(mech) - (0.002 if precision == "fp16" else 0),
+        "runtime": {"name": runtime, "version": "1.32.0" if runtime == "onnxruntime" else "2.3.0",
+                    "graph_optimization": "all" if runtime == "onnxruntime" else None},
+        "device": DEVICES[device], "threads": threads, "warmup_runs": 10, "runs": 200,
+        "init_ms": 12.5, "first_inference_ms": 3.1,
+        "latency_ms": {"mean": p50 * 1.02, "std": p50 * 0.05, "min": p50 * 0.9, "p10": p50 * 0.95,
+                       "p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.3, "max": p50 * 1.6},
+        "peak_memory_bytes": None, "harness_overhead_ms": 0.004,
+    }
+
+
+def synthetic_lines() -> list[dict[str, Any]]:
+    lines = [line(m, d, rt, fmt, prec, file, minute=i % 50)
+             for i, (d, (rt, fmt, prec, file), m) in enumerate(
+                 (d, c, m) for d in DEVICES for c in CONFIGS for m in MECHANISMS)]
+    # A 4-thread laptop run: goes to the detail tables, not the headline.
+    lines.append(line("standard", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx", threads=4, p50=0.09))
+    # Re-measurements of laptop/onnxruntime/efficient: the one with the latest timestamp wins,
+    # even though it is not the last line of the file.
+    lines.append(line("efficient", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx", minute=58, p50=0.111))
+    lines.append(line("efficient", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx", minute=55, p50=9.99))
+    return lines
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def table_rows(markdown: str, title: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the first Markdown table after `title`."""
+    lines = markdown.split(title, 1)[1].splitlines()[1:]
+    start = next(i for i, text in enumerate(lines) if text.startswith("|"))
+    rows = []
+    for text in lines[start:]:
+        if not text.startswith("|"):
+            break
+        rows.append([c.strip() for c in text.strip("|").split(" | ")])
+    return rows[0], rows[2:]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[report_mod.ReportPaths, list[dict[str, Any]]]:
+    tmp = tmp_path_factory.mktemp("report")
+    lines = synthetic_lines()
+    return report(write_jsonl(tmp / "results.jsonl", lines), tmp / "out"), lines
+
+
+def test_headline_has_one_row_per_mechanism_with_measured_speedups(rendered) -> None:
+    paths, _ = rendered
+    md = paths.md.read_text(encoding="utf-8")
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny: fp32, 1 thread")
+    assert [r[0] for r in rows] == list(MECHANISMS)
+    assert header[:4] == ["mechanism", "params", "attention params", "test accuracy (fp32)"]
+    assert header[-1] == "FLOP-model speed-up"
+    latency_columns = [h for h in header if h.endswith(": p50 ms (speed-up)")]
+    assert latency_columns == [f"{d} · {rt}: p50 ms (speed-up)" for d in DEVICES for rt in ("onnxruntime", "litert")]
+    for mech, row in zip(MECHANISMS, rows):
+        cells = dict(zip(header, row))
+        assert cells["params"] == f"{PARAMS[mech]:,}"
+        assert cells["FLOP-model speed-up"] == f"{FLOPS['standard'] / FLOPS[mech]:.2f}×"
+        assert cells["size tflite fp16"] == f"{(25_000 * PARAMS[mech] // 12000) / 1e3:.1f} kB"
+        for device in DEVICES:
+            for runtime in ("onnxruntime", "litert"):
+                p50 = p50_of(mech, device, runtime, "fp32")
+                std = p50_of("standard", device, runtime, "fp32")
+                if (mech, device, runtime) == ("efficient", "laptop", "onnxruntime"):
+                    p50 = 0.111  # the latest of three measurements
+                cell = cells[f"{device} · {runtime}: p50 ms (speed-up)"]
+                assert cell.endswith(f"({std / p50:.2f}×)"), (mech, device, runtime, cell)
+
+
+def test_latest_measurement_is_used_and_said(rendered) -> None:
+    paths, lines = rendered
+    md = paths.md.read_text(encoding="utf-8")
+    assert f"{len(lines)} result lines, {len(lines) - 2} used" in md
+    assert "9.99" not in md and "0.111" in md
+    assert "latest line (by timestamp)" in md
+
+
+def test_detail_tables_cover_other_precisions_and_threads(rendered) -> None:
+    paths, _ = rendered
+    md = paths.md.read_text(encoding="utf-8")
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny on laptop (local): all configurations")
+    assert len(rows) == len(CONFIGS) * len(MECHANISMS) + 1
+    four = [dict(zip(header, r)) for r in rows if r[header.index("threads")] == "4"]
+    assert [(c["mechanism"], c["p50 ms"], c["speed-up"]) for c in four] == [("standard", "0.0900", "1.00×")]
+    fp16 = {r[3]: dict(zip(header, r)) for r in rows if r[1] == "fp16"}
+    expected = p50_of("standard", "laptop", "litert", "fp16") / p50_of("super", "laptop", "litert", "fp16")
+    assert fp16["super"]["speed-up"] == f"{expected:.2f}×"
+
+
+def test_csv_has_one_row_per_line_in_a_stable_order(rendered) -> None:
+    paths, lines = rendered
+    with paths.csv.open(newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    assert table[0] == CSV_COLUMNS
+    assert len(table) - 1 == len(lines)
+    rows = [dict(zip(table[0], r)) for r in table[1:]]
+    assert [r["line"] for r in rows] == [str(i) for i in range(1, len(lines) + 1)]
+    assert sum(r["used_in_tables"] == "0" for r in rows) == 2
+    assert rows[0]["latency_ms_p50"] == str(lines[0]["latency_ms"]["p50"])
+    assert rows[0]["device_name"] == "laptop" and rows[0]["peak_memory_bytes"] == ""
+
+
+def test_html_stands_alone_with_tables_and_images(rendered) -> None:
+    paths, _ = rendered
+    page = paths.html.read_text(encoding="utf-8")
+    assert page.count("<table>") == paths.md.read_text(encoding="utf-8").count("\n|---")
+    assert "mnist-5k / mnist-tiny: fp32, 1 thread" in page and "Measurement conditions" in page
+    assert page.count('src="data:image/png;base64,') == len(paths.plots) == 2
+    assert 'src="plots/' not in page and "<style>" in page
+
+
+def test_plots_are_valid_pngs(rendered) -> None:
+    paths, _ = rendered
+    for plot in paths.plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(plot) as image:
+            image.verify()
+        assert f"]({plot.parent.name}/{plot.name})" in paths.md.read_text(encoding="utf-8")
+
+
+def test_measurement_conditions_per_device(rendered) -> None:
+    paths, _ = rendered
+    header, rows = table_rows(paths.md.read_text(encoding="utf-8"), "## Measurement conditions")
+    assert header[1:] == list(DEVICES)
+    fields = {r[0]: r[1:] for r in rows}
+    assert fields["CPU"] == [d["cpu"] for d in DEVICES.values()]
+    assert fields["runtimes"][1] == "onnxruntime 1.32.0 (graph optimisation all), litert 2.3.0"
+    assert fields["threads"] == ["1, 4", "1", "1"]
+    assert fields["memory"][2] == "—"
+    assert fields["git commit"][0] == "0123456789ab"
+
+
+def test_missing_standard_and_several_tasks(tmp_path: Path) -> None:
+    lines = synthetic_lines()
+    lines += [line(m, "pi5", "litert", "tflite", "fp32", "model_fp32.tflite", task="movie-reviews",
+                   preset="text-tiny") for m in ("efficient", "super")]
+    text = headline_table(lines)
+    assert text.count("### ") == 2
+    _, rows = table_rows(text, "movie-reviews / text-tiny: fp32, 1 thread")
+    assert [r[0] for r in rows] == ["efficient", "super"]
+    assert all(r[-2].endswith("(—)") and r[-1] == "—" for r in rows)
+    tables = headline_tables(write_jsonl(tmp_path / "r.jsonl", lines))
+    assert [t.title for t in tables] == ["mnist-5k / mnist-tiny: fp32, 1 thread",
+                                         "movie-reviews / text-tiny: fp32, 1 thread"]
+
+
+def test_headline_prefers_most_common_config_without_fp32_single_thread() -> None:
+    lines = [line(m, "pi5", "litert", "tflite", "fp16", "model_fp16.tflite", threads=4) for m in MECHANISMS]
+    lines.append(line("standard", "pi5", "litert", "tflite", "fp16", "model_fp16.tflite", threads=2))
+    (table,) = headline_tables(lines)
+    assert table.title == "mnist-5k / mnist-tiny: fp16, 4 threads"
+
+
+def _broken(key: str, value: Any) -> dict[str, Any]:
+    record = copy.deepcopy(line("standard", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx"))
+    *parents, last = key.split(".")
+    target = record
+    for part in parents:
+        target = target[part]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return record
+
+
+@pytest.mark.parametrize("second, message", [
+    ("{not json", "results.jsonl:3: not valid JSON"),
+    ('{"a": 1', "results.jsonl:3: not valid JSON"),
+    ("[1, 2]", "results.jsonl:3: a JSON list instead of an object"),
+    (json.dumps(_broken("schema", "payattn.result/0")), "results.jsonl:3: schema is 'payattn.result/0'"),
+    (json.dumps(_broken("latency_ms.p50", KeyError)), "results.jsonl:3: missing key 'latency_ms.p50'"),
+    (json.dumps(_broken("threads", "1")), "results.jsonl:3: threads is string '1', expected integer"),
+    (json.dumps(_broken("latency_ms.p90", -1.0)), "results.jsonl:3: latency_ms.p90 is -1.0"),
+    (json.dumps(_broken("artifact.precision", "fp8")), "results.jsonl:3: artifact.precision is 'fp8'"),
+    (json.dumps(_broken("mechanism", "linear")), "results.jsonl:3: mechanism is 'linear'"),
+    (json.dumps(_broken("timestamp", "yesterday")), "results.jsonl:3: timestamp 'yesterday'"),
+])
+def test_bad_lines_name_file_and_line(tmp_path: Path, second: str, message: str) -> None:
+    good = json.dumps(line("standard", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx"))
+    path = tmp_path / "results.jsonl"
+    path.write_text(f"{good}\n\n{second}\n", encoding="utf-8")
+    with pytest.raises(PayattnError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        report(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_empty_results_file_or_bad_folder(tmp_path: Path) -> None:
+    with pytest.raises(PayattnError, match="results file .*nowhere.jsonl not found"):
+        report(tmp_path / "nowhere.jsonl", tmp_path / "out")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(PayattnError, match="empty.jsonl holds no result lines"):
+        report(empty, tmp_path / "out")
+    good = write_jsonl(tmp_path / "good.jsonl", synthetic_lines()[:4])
+    with pytest.raises(PayattnError, match="report folder .*empty.jsonl is a file"):
+        report(good, empty)
+
+
+def test_failure_while_rendering_leaves_previous_report_untouched(tmp_path: Path, monkeypatch) -> None:
+    results = write_jsonl(tmp_path / "results.jsonl", synthetic_lines()[:8])
+    first = report(results, tmp_path / "out")
+    before = {p: p.read_bytes() for p in (first.md, first.csv, first.html, *first.plots)}
+
+    def broken_plot(*args: Any) -> None:
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr(report_mod, "size_plot", broken_plot)
+    write_jsonl(results, synthetic_lines())
+    with pytest.raises(RuntimeError, match="plot failed"):
+        report(results, tmp_path / "out")
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plots", "report.csv", "report.html", "report.md"]
