@@ -1,8 +1,8 @@
-"""Benchmark artifact dirs on this machine and append the results to a results file.
+"""Benchmark artifact dirs and append the results to a results file.
 
 The host-side counterpart of `python -m payattn.runtime JOB.json`: it reads each dir's
-manifest.json, selects artifacts by runtime and precision, builds the same job a device would
-get and runs it in this process. Everything is loaded and checked before the first
+manifest.json, selects artifacts by runtime and precision, and builds the job a device gets;
+`bench` runs it in this process, `payattn.devices.run_on_devices` on named devices. Everything is loaded and checked before the first
 measurement, so a missing, corrupt or mismatched artifact fails before a line is appended.
 """
 
@@ -20,34 +20,44 @@ from payattn.runtime.results import append_results, check_results_file
 from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, FORMAT_RUNTIME, RUNTIMES, check_runtime
 
 
-def bench(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUNTIMES,
-          precisions: Iterable[str] = ("fp32",), threads: Iterable[int] = (1,), runs: int = 50,
-          warmup: int = 1, min_seconds: float = 1.0, warmup_seconds: float = 0.5,
-          results_path: str | Path | None = None, device_name: str = "local",
-          graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION,
-          progress: Callable[[dict[str, Any]], None] | None = None,
-          log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Measure every selected artifact of `artifact_dirs`, interleaved, in every runtime and thread
-    count; return the result lines. Each line is appended to `results_path` (when given) and then
-    passed to `progress` as soon as its thread-count round ends; `log` receives stage messages.
+def build_job(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUNTIMES,
+              precisions: Iterable[str] = ("fp32",), threads: Iterable[int] = (1,), runs: int = 50,
+              warmup: int = 1, min_seconds: float = 1.0, warmup_seconds: float = 0.5,
+              device_name: str = "local",
+              graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION) -> dict[str, Any]:
+    """The harness job (see `python -m payattn.runtime`) for the selected artifacts of
+    `artifact_dirs`: the same job runs here, over SSH or, translated, over ADB.
 
     Defaults follow TFLite's benchmark_model: at least 50 runs and 1 s measured, after at least
     1 warm-up run and 0.5 s of warm-up. Raises RuntimeJobError on bad input.
     """
-    runtimes, precisions = list(runtimes), list(precisions)
+    runtimes, precisions, threads = list(runtimes), list(precisions), list(threads)
     for runtime in runtimes:
         check_runtime(runtime)
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise RuntimeJobError(f"unknown precision(s) {unknown}; valid precisions: {', '.join(PRECISIONS)}")
+    if not threads or min(threads) < 1:
+        raise RuntimeJobError(f"--threads must be positive integers, got {threads}")
     artifacts = [item for path in artifact_dirs for item in select_artifacts(path, runtimes, precisions)]
     if not artifacts:
         raise RuntimeJobError("no artifact dir given; pass at least one dir written by `payattn export`")
+    return {"artifacts": artifacts, "runtimes": runtimes, "threads": threads, "warmup_runs": warmup,
+            "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
+            "device": {"name": device_name, "kind": "local"}, "graph_optimization": graph_optimization,
+            "git_commit": git_commit()}
+
+
+def bench(artifact_dirs: Iterable[str | Path], *, results_path: str | Path | None = None,
+          progress: Callable[[dict[str, Any]], None] | None = None,
+          log: Callable[[str], None] | None = None, **job_options: Any) -> list[dict[str, Any]]:
+    """Measure every selected artifact of `artifact_dirs` in this process, interleaved, in every
+    runtime and thread count; return the result lines. `job_options` are those of `build_job`.
+    Each line is appended to `results_path` (when given) and then passed to `progress` as soon
+    as its thread-count round ends; `log` receives stage messages.
+    """
+    job = build_job(artifact_dirs, **job_options)
     results_file = check_results_file(results_path) if results_path is not None else None
-    job = {"artifacts": artifacts, "runtimes": runtimes, "threads": list(threads), "warmup_runs": warmup,
-           "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
-           "device": {"name": device_name, "kind": "local"}, "graph_optimization": graph_optimization,
-           "git_commit": git_commit()}
 
     def on_result(result: dict[str, Any]) -> None:
         if results_file is not None:

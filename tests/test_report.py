@@ -270,3 +270,102 @@ def test_failure_while_rendering_leaves_previous_report_untouched(tmp_path: Path
         report(results, tmp_path / "out")
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plots", "report.csv", "report.html", "report.md"]
+
+
+# ---- lines from Android's benchmark_model: no percentiles, sometimes a median ---------------
+
+ADB_MEANS = {"standard": 2.0, "optimised": 1.8, "efficient": 1.0, "super": 1.6}
+
+
+def adb_line(mech: str, median: float | None = None) -> dict[str, Any]:
+    """A line as payattn.devices.adb writes it: mean/std/min/max only, p50 only if printed."""
+    record = line(mech, "pixel", "benchmark_model", "tflite", "fp32", "model_fp32.tflite", p50=1.0)
+    mean = ADB_MEANS[mech]
+    record["runtime"] = {"name": "benchmark_model", "version": "2.16.1", "graph_optimization": None}
+    record["latency_ms"] = {"mean": mean, "std": 0.1, "min": mean * 0.8, "p10": None, "p50": median,
+                            "p90": None, "p99": None, "max": mean * 1.5}
+    record["harness_overhead_ms"] = None
+    return record
+
+
+def adb_lines() -> list[dict[str, Any]]:
+    # efficient's run printed a median (0.5, far from its mean): the speed-up must still use means,
+    # because standard's run printed none.
+    return synthetic_lines() + [adb_line(m, median=0.5 if m == "efficient" else None) for m in MECHANISMS]
+
+
+@pytest.fixture(scope="module")
+def adb_rendered(tmp_path_factory: pytest.TempPathFactory) -> report_mod.ReportPaths:
+    tmp = tmp_path_factory.mktemp("adb-report")
+    return report(write_jsonl(tmp / "results.jsonl", adb_lines()), tmp / "out")
+
+
+def test_headline_marks_means_and_compares_means(adb_rendered) -> None:
+    md = adb_rendered.md.read_text(encoding="utf-8")
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny: fp32, 1 thread")
+    column = header.index("pixel · benchmark_model: p50 ms (speed-up)")
+    cells = {r[0]: r[column] for r in rows}
+    assert cells == {"standard": "2.00ᵃ (1.00×)", "optimised": "1.80ᵃ (1.11×)",
+                     "efficient": "1.00ᵃ (2.00×)", "super": "1.60ᵃ (1.25×)"}
+    # Cells of runtimes that report percentiles stay p50 and unmarked.
+    laptop = header.index("laptop · litert: p50 ms (speed-up)")
+    assert all("ᵃ" not in r[laptop] for r in rows)
+    headline_part = md.split("mnist-5k / mnist-tiny: fp32, 1 thread", 1)[1].split("###", 1)[0]
+    assert "ᵃ mean: benchmark_model prints no median" in headline_part
+
+
+def test_detail_table_shows_no_spread_for_missing_percentiles(adb_rendered) -> None:
+    md = adb_rendered.md.read_text(encoding="utf-8")
+    title = "mnist-5k / mnist-tiny on pixel (adb): all configurations"
+    header, rows = table_rows(md, title)
+    bm = {r[3]: dict(zip(header, r)) for r in rows if r[0] == "benchmark_model"}
+    assert [(c["p50 ms"], c["p10–p90 ms"], c["speed-up"]) for c in bm.values()] == [
+        ("2.00ᵃ", "—", "1.00×ᵃ"), ("1.80ᵃ", "—", "1.11×ᵃ"), ("0.500", "—", "2.00×ᵃ"), ("1.60ᵃ", "—", "1.25×ᵃ")]
+    others = [dict(zip(header, r)) for r in rows if r[0] != "benchmark_model"]
+    assert others and all("ᵃ" not in c["p50 ms"] + c["speed-up"] and c["p10–p90 ms"] != "—" for c in others)
+    assert "ᵃ mean: benchmark_model prints no median" in md.split(title, 1)[1]
+    # A device whose lines all have percentiles gets no such note.
+    laptop = md.split("on laptop (local): all configurations", 1)[1].split("**", 1)[0]
+    assert "benchmark_model prints no median" not in laptop
+    page = adb_rendered.html.read_text(encoding="utf-8")
+    assert "1.00ᵃ (2.00×)" in page and "ᵃ mean: benchmark_model prints no median" in page
+
+
+def test_null_percentiles_go_to_the_csv_as_empty_cells(adb_rendered) -> None:
+    with adb_rendered.csv.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["runtime_name"] == "benchmark_model"]
+    assert len(rows) == len(MECHANISMS)
+    assert all(r["latency_ms_p10"] == r["latency_ms_p90"] == r["harness_overhead_ms"] == "" for r in rows)
+    assert {r["mechanism"]: r["latency_ms_p50"] for r in rows}["efficient"] == "0.5"
+
+
+def test_plot_draws_no_whisker_without_percentiles(tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    from payattn.report import plots
+    from payattn.report.results import as_results, latest
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    results = latest(as_results(adb_lines()))
+    plots.latency_plot(results, tmp_path / "latency.png")
+    axes = {ax.get_title(): ax for ax in figures[0].axes}
+    pixel, laptop = axes["pixel (adb)"], axes["laptop (local)"]
+    bars = [c for c in pixel.containers if isinstance(c, BarContainer)]
+    hatched = [c for c in bars if c.patches[0].get_hatch()]
+    assert len(bars) == len(CONFIGS) * len(MECHANISMS) + len(MECHANISMS)
+    # Hatched mean bars for the lines without a median; efficient's printed median is a plain bar.
+    assert sorted(c.patches[0].get_height() for c in hatched) == sorted(
+        m for k, m in ADB_MEANS.items() if k != "efficient")
+    assert any(c.patches[0].get_height() == 0.5 and not c.patches[0].get_hatch() for c in bars)
+    whiskers = [c for c in pixel.containers if isinstance(c, ErrorbarContainer)]
+    assert len(whiskers) == len(CONFIGS) * len(MECHANISMS)
+    assert len([c for c in laptop.containers if isinstance(c, ErrorbarContainer)]) == len(
+        [c for c in laptop.containers if isinstance(c, BarContainer)])
+
+
+def test_mean_and_max_stay_required() -> None:
+    record = adb_line("standard")
+    record["latency_ms"]["mean"] = None
+    with pytest.raises(PayattnError, match=r"results:1: latency_ms.mean is null None, expected number"):
+        headline_tables([record])

@@ -255,10 +255,23 @@ def _broken(line: dict, dotted: str, value) -> dict:
     ("device", "laptop", "device must be a JSON object"),
     ("artifact.colour", "red", "key 'artifact.colour' is not in schema"),
     ("git_commit", 12, "key 'git_commit' must be str/null"),
+    ("latency_ms.mean", None, "key 'latency_ms.mean' must be int/float, got None"),
+    ("latency_ms.max", None, "key 'latency_ms.max' must be int/float, got None"),
+    ("latency_ms.p50", "1.2", "key 'latency_ms.p50' must be int/float/null"),
+    ("latency_ms.p90", float("inf"), "key 'latency_ms.p90' must be finite"),
 ])
 def test_validate_result_names_the_offending_key(result_line, dotted, value, message):
     with pytest.raises(RuntimeJobError, match=re.escape(message)):
         validate_result(_broken(result_line, dotted, value))
+
+
+def test_percentiles_may_be_null_for_tools_that_print_none(result_line):
+    # benchmark_model on Android prints avg/std/min/max only; its lines must still validate.
+    line = json.loads(json.dumps(result_line))
+    line["latency_ms"].update(p10=None, p50=None, p90=None, p99=None)
+    line["harness_overhead_ms"] = None
+    validate_result(line)
+    validate_result(json.dumps(line))
 
 
 def test_append_results_only_adds_whole_lines(result_line, tmp_path):

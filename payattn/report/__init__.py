@@ -85,7 +85,10 @@ def _intro(source: Path, total: int, used: int) -> list[Block]:
               "standard's p50 ÷ the mechanism's p50 on the same device, runtime, precision and "
               "thread count (above 1 is faster). FLOP-model speed-up = standard's FLOPs ÷ the "
               "mechanism's, from payattn.cost (multiply-add = 2; softmax, norms and biases "
-              "ignored). — marks what was not measured."),
+              "ignored). — marks what was not measured. ᵃ marks a mean standing in for p50: "
+              "TFLite's benchmark_model (Android) prints no percentiles, at most a median, so where "
+              "either side lacks a median the speed-up compares means on both sides, and its "
+              "p10–p90 shows — (hatched bar without whisker in the plots)."),
     ]
 
 

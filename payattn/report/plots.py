@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 
 from payattn.mechanisms import MECHANISMS
 from payattn.report.results import PRECISIONS, RUNTIMES, Result
-from payattn.report.tables import artifact_kinds, devices, ordered
+from payattn.report.tables import artifact_kinds, devices, ordered, typical_ms
 
 
 def _grouped_offsets(count: int, width: float = 0.8) -> tuple[list[float], float]:
@@ -36,12 +36,14 @@ def _series_order(series: tuple[str, str, int]) -> tuple[int, str, int, int]:
 
 def latency_plot(results: list[Result], path: Path) -> None:
     """One panel per device: p50 bars per mechanism for each runtime × precision × threads,
-    whiskers from p10 to p90; a series keeps its colour across panels."""
+    whiskers from p10 to p90; a series keeps its colour across panels. A line without a median
+    (benchmark_model) gets a hatched bar of its mean and, lacking p10/p90, no whisker."""
     task, preset = results[0].group
     names = devices(results)
     all_series = sorted({(r.runtime, r.precision, r.threads) for r in results}, key=_series_order)
     colours = {s: f"C{i % 10}" for i, s in enumerate(all_series)}
     fig = Figure(figsize=(max(6.0, 4.5 * len(names)), 4.8), layout="constrained")
+    any_mean = False
     for index, device in enumerate(names, start=1):
         ax = fig.add_subplot(1, len(names), index)
         on_device = [r for r in results if r.device == device]
@@ -49,23 +51,30 @@ def latency_plot(results: list[Result], path: Path) -> None:
         series = [s for s in all_series if any((r.runtime, r.precision, r.threads) == s for r in on_device)]
         offsets, bar = _grouped_offsets(len(series))
         for offset, (runtime, precision, threads) in zip(offsets, series):
-            xs, p50, low, high = [], [], [], []
+            colour = colours[(runtime, precision, threads)]
             for x, m in enumerate(mechs):
                 hit = [r for r in on_device
                        if (r.mechanism, r.runtime, r.precision, r.threads) == (m, runtime, precision, threads)]
-                if hit:
-                    r = hit[-1]
-                    xs.append(x + offset)
-                    p50.append(r.latency("p50"))
-                    low.append(max(0.0, r.latency("p50") - r.latency("p10")))
-                    high.append(max(0.0, r.latency("p90") - r.latency("p50")))
-            ax.bar(xs, p50, bar, yerr=[low, high], capsize=2, color=colours[(runtime, precision, threads)])
+                if not hit:
+                    continue
+                r = hit[-1]
+                height, is_mean = typical_ms(r)
+                any_mean |= is_mean
+                ax.bar(x + offset, height, bar, color=colour, hatch="//" if is_mean else None,
+                       edgecolor="white" if is_mean else None)
+                p10, p90 = r.latency("p10"), r.latency("p90")
+                if p10 is not None and p90 is not None:
+                    ax.errorbar(x + offset, height, yerr=[[max(0.0, height - p10)], [max(0.0, p90 - height)]],
+                                fmt="none", ecolor="black", capsize=2, linewidth=1)
         ax.set_xticks(range(len(mechs)), mechs)
         ax.set_title(f"{device} ({on_device[0].data['device']['kind']})")
         ax.set_ylabel("ms per inference: p50, whiskers p10–p90")
         ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=colours[s]) for s in all_series]
     labels = [f"{rt} {prec} · {th} thread{'s' if th != 1 else ''}" for rt, prec, th in all_series]
+    if any_mean:
+        handles.append(Patch(facecolor="grey", hatch="//", edgecolor="white"))
+        labels.append("hatched: mean, no median reported (no whisker)")
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
     fig.suptitle(f"{task} / {preset}: latency per inference")
     _save(fig, path)

@@ -22,6 +22,9 @@ FORMATS = ("onnx", "tflite")
 DEVICE_KINDS = ("local", "ssh", "adb")
 RUNTIMES = ("onnxruntime", "litert", "benchmark_model")
 PERCENTILES = ("mean", "std", "min", "p10", "p50", "p90", "p99", "max")
+# TFLite's benchmark_model (Android) prints only avg/std/min/max, sometimes a median: its lines
+# carry null for the percentiles it did not print.
+OPTIONAL_PERCENTILES = ("p10", "p50", "p90", "p99")
 
 _NUM, _INT, _STR, _NULL = "number", "integer", "string", "null"
 # Dotted key -> accepted JSON types; every key of the contract is required, extra keys are kept.
@@ -37,7 +40,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "device.memory_bytes": (_INT, _NULL),
     "threads": (_INT,), "warmup_runs": (_INT,), "runs": (_INT,),
     "init_ms": (_NUM,), "first_inference_ms": (_NUM,),
-    **{f"latency_ms.{p}": (_NUM,) for p in PERCENTILES},
+    **{f"latency_ms.{p}": (_NUM, _NULL) if p in OPTIONAL_PERCENTILES else (_NUM,) for p in PERCENTILES},
     "peak_memory_bytes": (_INT, _NULL), "harness_overhead_ms": (_NUM, _NULL),
 }
 _CHOICES = {"artifact.format": FORMATS, "artifact.precision": PRECISIONS, "device.kind": DEVICE_KINDS}
@@ -88,8 +91,10 @@ class Result:
     def threads(self) -> int:
         return self.data["threads"]
 
-    def latency(self, stat: str) -> float:
-        return float(self.data["latency_ms"][stat])
+    def latency(self, stat: str) -> float | None:
+        """One latency statistic in ms, None where the measuring tool did not report it."""
+        value = self.data["latency_ms"][stat]
+        return None if value is None else float(value)
 
     @property
     def config(self) -> tuple[str, str, str, int]:

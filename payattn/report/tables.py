@@ -1,7 +1,9 @@
 """The report's tables, built once as plain rows of strings and rendered to Markdown or HTML.
 
-Speed-ups are always standard's p50 over the mechanism's p50 on the same task, preset,
-device, runtime, precision and thread count; anything not measured prints as "—".
+Speed-ups are standard's p50 over the mechanism's p50 on the same task, preset, device,
+runtime, precision and thread count. Where either side has no median (benchmark_model prints
+none), both sides use the mean instead and the cell is marked, so a ratio never mixes
+statistics; anything not measured prints as "—".
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.results import DEVICE_KINDS, FORMATS, PRECISIONS, RUNTIMES, Result
 
 DASH = "—"
+MEAN_MARK = "ᵃ"
+MEAN_NOTE = (f"{MEAN_MARK} mean: benchmark_model prints no median, so the mean stands in for p50 and "
+             "a marked speed-up compares means on both sides.")
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,22 @@ def _pick(results: Iterable[Result], pred: Callable[[Result], bool]) -> Result |
     return max(found, key=lambda r: (r.when, r.line)) if found else None
 
 
-def _p50(results: list[Result], mechanism: str, config: tuple[str, str, str, int]) -> float | None:
-    r = _pick(results, lambda r: r.mechanism == mechanism and r.config == config)
-    return r.latency("p50") if r else None
+def _at(results: list[Result], mechanism: str, config: tuple[str, str, str, int]) -> Result | None:
+    return _pick(results, lambda r: r.mechanism == mechanism and r.config == config)
+
+
+def typical_ms(result: Result) -> tuple[float, bool]:
+    """The line's p50, or its mean where no median was reported (then True: mark it)."""
+    p50 = result.latency("p50")
+    return (p50, False) if p50 is not None else (float(result.data["latency_ms"]["mean"]), True)
+
+
+def speedup(result: Result, base: Result | None) -> tuple[str, bool]:
+    """Standard's latency over the mechanism's: both p50, or both means where either line has no
+    median (then True: mark it), so a ratio never mixes statistics."""
+    means = any(r is not None and r.latency("p50") is None for r in (result, base))
+    stat = "mean" if means else "p50"
+    return fmt_ratio(base.latency(stat) if base else None, result.latency(stat)), means
 
 
 # ---- tables -----------------------------------------------------------------------------
@@ -130,7 +148,7 @@ def headline(results: list[Result]) -> Table:
     # Parameters and FLOPs belong to the model, so any line of the mechanism (the newest) has them.
     newest = {m: max((r for r in results if r.mechanism == m), key=lambda r: (r.when, r.line)) for m in mechs}
     standard = newest.get("standard")
-    rows = []
+    rows, marked = [], False
     for m in mechs:
         row = [m, f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}",
                fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m)]
@@ -139,8 +157,14 @@ def headline(results: list[Result]) -> Table:
             row.append(fmt_bytes(art.data["artifact"]["bytes"]) if art else DASH)
         for device, runtime in columns:
             config = (device, runtime, precision, threads)
-            p50, base = _p50(at_config, m, config), _p50(at_config, "standard", config)
-            row.append(DASH if p50 is None else f"{fmt_ms(p50)} ({fmt_ratio(base, p50)})")
+            r, base = _at(at_config, m, config), _at(at_config, "standard", config)
+            if r is None:
+                row.append(DASH)
+                continue
+            ratio, means = speedup(r, base)
+            marked |= means
+            shown = float(r.data["latency_ms"]["mean" if means else "p50"])
+            row.append(f"{fmt_ms(shown)}{MEAN_MARK if means else ''} ({ratio})")
         row.append(fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]))
         rows.append(row)
     header = (["mechanism", "params", "attention params", f"test accuracy ({precision})"]
@@ -153,7 +177,8 @@ def headline(results: list[Result]) -> Table:
         note=(f"p50 latency in ms per inference at {precision} with {threads} thread{plural}; in "
               "brackets the measured speed-up versus standard on the same device and runtime. "
               "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). Other "
-              "precisions and thread counts are in the detail tables."),
+              "precisions and thread counts are in the detail tables."
+              + (f" {MEAN_NOTE}" if marked else "")),
     )
 
 
@@ -164,21 +189,24 @@ def latency_tables(results: list[Result]) -> list[Table]:
     for device in devices(results):
         on_device = [r for r in results if r.device == device]
         kind = on_device[0].data["device"]["kind"]
-        rows = []
+        rows, marked = [], False
         for r in sorted(on_device, key=lambda r: (
                 RUNTIMES.index(r.runtime) if r.runtime in RUNTIMES else len(RUNTIMES), r.runtime,
                 PRECISIONS.index(r.precision), r.threads, MECHANISMS.index(r.mechanism))):
-            base = _p50(on_device, "standard", r.config)
+            typical, typical_is_mean = typical_ms(r)
+            ratio, ratio_is_mean = speedup(r, _at(on_device, "standard", r.config))
+            p10, p90 = r.latency("p10"), r.latency("p90")
+            marked |= typical_is_mean or ratio_is_mean
             rows.append([r.runtime, r.precision, str(r.threads), r.mechanism,
-                         fmt_ms(r.latency("p50")),
-                         f"{fmt_ms(r.latency('p10'))}–{fmt_ms(r.latency('p90'))}",
-                         fmt_ratio(base, r.latency("p50")), fmt_ms(r.data["init_ms"]),
-                         str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
+                         fmt_ms(typical) + (MEAN_MARK if typical_is_mean else ""),
+                         DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
+                         ratio + (MEAN_MARK if ratio_is_mean and ratio != DASH else ""),
+                         fmt_ms(r.data["init_ms"]), str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
         tables.append(Table(
             title=f"{task} / {preset} on {device} ({kind}): all configurations",
             columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms",
                      "speed-up", "init ms", "runs", "measured (UTC)"],
-            rows=rows, left={0, 1, 3}))
+            rows=rows, note=MEAN_NOTE if marked else "", left={0, 1, 3}))
     return tables
 
 

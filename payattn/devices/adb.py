@@ -1,0 +1,327 @@
+"""Benchmark .tflite artifacts on an Android phone with TensorFlow Lite's `benchmark_model`.
+
+The phone needs no Python: the user's `benchmark_model` binary and the .tflite files are pushed
+to /data/local/tmp/payattn/ (only those whose sha256 differs from the copy already there), and
+each artifact × thread count is one `benchmark_model --graph=… --num_threads=N --warmup_runs=…
+--num_runs=…` run, optionally pinned with `taskset MASK` and with --use_xnnpack set. Its output
+is parsed (payattn.devices.benchmark_model) into the same result lines as every other device;
+device facts come from getprop, /proc/meminfo and /sys/devices/system/cpu/possible.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from payattn import __version__
+from payattn.devices.base import (
+    DEFAULT_TIMEOUT_S,
+    BenchRun,
+    DeviceError,
+    OnResult,
+    Progress,
+    artifact_dir_key,
+    ignore_progress,
+    last_error_line,
+    load_job_artifacts,
+    stream_process,
+)
+from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
+from payattn.devices.registry import DeviceSpec
+from payattn.devices.ssh import sha256_file
+from payattn.runtime import RuntimeJobError, validate_result
+from payattn.runtime.env import git_commit
+from payattn.runtime.results import RESULT_SCHEMA
+
+DEFAULT_REMOTE_DIR = "/data/local/tmp/payattn"
+SECTION = "==payattn=="
+BUILD_HINT = ("build it with `bazel build -c opt --config=android_arm64 "
+              "//tensorflow/lite/tools/benchmark:benchmark_model` or download TensorFlow's prebuilt "
+              "android_aarch64_benchmark_model, then re-add the device with --benchmark-model PATH")
+
+
+@dataclass(frozen=True)
+class AdbSettings:
+    """How to drive the phone: the adb executable, XNNPACK on/off (None: the tool's default),
+    the folder on the phone, and how long one benchmark_model run may take."""
+
+    adb: str = "adb"
+    use_xnnpack: bool | None = None
+    remote_dir: str = DEFAULT_REMOTE_DIR
+    timeout: float = DEFAULT_TIMEOUT_S
+
+
+def parse_getprop(text: str) -> dict[str, str]:
+    """`[key]: [value]` lines, as `adb shell getprop` prints them."""
+    props = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("]: [")
+        if sep and key.startswith("[") and value.endswith("]"):
+            props[key[1:]] = value[:-1]
+    return props
+
+
+def parse_cpu_list(text: str) -> int | None:
+    """Count the CPUs in a kernel CPU list such as `0-7` or `0-3,6`."""
+    count = 0
+    for part in text.strip().split(","):
+        low, _, high = part.partition("-")
+        if not low.strip().isdigit() or (high and not high.strip().isdigit()):
+            return None
+        count += int(high) - int(low) + 1 if high else 1
+    return count or None
+
+
+class AdbDevice:
+    """A registered Android phone, reached with `adb -s SERIAL`."""
+
+    kind = "adb"
+
+    def __init__(self, spec: DeviceSpec, settings: AdbSettings = AdbSettings()) -> None:
+        if spec.kind != "adb":
+            raise DeviceError(spec.name, f"is a {spec.kind} device, not an adb one")
+        self.spec = spec
+        self.settings = settings
+        self.remote = PurePosixPath(settings.remote_dir)
+
+    def __enter__(self) -> AdbDevice:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    # -- adb ----------------------------------------------------------------------------------
+
+    def adb(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        argv = [self.settings.adb, "-s", self.spec.serial, *args]
+        try:
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  errors="replace", timeout=timeout)
+        except FileNotFoundError:
+            raise DeviceError(self.spec.name, f"{self.settings.adb!r} is not installed here; install "
+                                              "Android platform-tools (`apt-get install adb`) or put adb "
+                                              "on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise DeviceError(self.spec.name, f"adb {' '.join(args)[:60]} did not answer within {timeout:.0f} s; "
+                                              "reconnect the phone (`adb reconnect`)") from None
+
+    def explain(self, output: str, mid_run: bool = False) -> str:
+        """What an adb failure means, and the fix."""
+        line = last_error_line(output.splitlines())
+        serial = self.spec.serial
+        if "unauthorized" in output:
+            return (f"the phone {serial} has not authorised this computer; unlock it and accept the USB "
+                    "debugging prompt")
+        if "offline" in output:
+            return f"the phone {serial} is offline; reconnect the cable or run `adb reconnect`"
+        if mid_run and any(s in output for s in ("not found", "closed", "no devices", "protocol fault")):
+            return (f"the phone {serial} disconnected mid-run ({line}); results measured so far are kept; "
+                    "reconnect it and run again")
+        if "not found" in output and "device" in output or "no devices" in output:
+            return (f"no phone with serial {serial} is connected ({line}); plug it in, enable USB debugging "
+                    "and check `adb devices`")
+        return f"adb failed: {line}"
+
+    def shell(self, command: str, what: str, timeout: float = 120.0) -> str:
+        """Run a shell command on the phone; return its stdout, or raise naming `what` failed."""
+        proc = self.adb("shell", command, timeout=timeout)
+        if proc.returncode != 0:
+            raise DeviceError(self.spec.name, f"{what}: {self.explain(proc.stdout + proc.stderr)}")
+        return proc.stdout
+
+    def check_connected(self) -> None:
+        proc = self.adb("get-state", timeout=30)
+        state = proc.stdout.strip()
+        if proc.returncode != 0 or state != "device":
+            raise DeviceError(self.spec.name, self.explain(proc.stdout + proc.stderr + state))
+
+    # -- facts --------------------------------------------------------------------------------
+
+    def probe(self) -> dict:
+        """getprop, memory and CPU count in one shell command."""
+        self.check_connected()
+        text = self.shell(f"getprop; echo {SECTION}; cat /proc/meminfo; echo {SECTION}; "
+                          "cat /sys/devices/system/cpu/possible", "reading the phone's properties")
+        props_text, _, rest = text.partition(SECTION)
+        meminfo, _, possible = rest.partition(SECTION)
+        props = parse_getprop(props_text)
+        memory = None
+        for line in meminfo.splitlines():
+            if line.startswith("MemTotal:") and line.split()[1].isdigit():
+                memory = int(line.split()[1]) * 1024
+        soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware") or "unknown"
+        model = props.get("ro.product.model")
+        release = props.get("ro.build.version.release")
+        return {
+            "arch": props.get("ro.product.cpu.abi", "unknown"),
+            "cpu": f"{soc} ({model})" if model else soc,
+            "cores": parse_cpu_list(possible),
+            "memory_bytes": memory,
+            "os": f"Android {release}" if release else "Android",
+            "benchmark_model": self.spec.benchmark_model,
+            "benchmark_model_found": Path(self.spec.benchmark_model).expanduser().is_file(),
+        }
+
+    def device_info(self, facts: dict) -> dict[str, Any]:
+        """The result line's device object."""
+        return {"name": self.spec.name, "kind": "adb", "cpu": facts["cpu"], "cores": facts["cores"],
+                "os": facts["os"], "arch": facts["arch"], "memory_bytes": facts["memory_bytes"]}
+
+    # -- files --------------------------------------------------------------------------------
+
+    def sync(self, files: list[tuple[Path, PurePosixPath]], progress: Progress = ignore_progress) -> int:
+        """Push the files whose sha256 differs from the phone's copy; return bytes pushed."""
+        dirs = sorted({str(remote.parent) for _, remote in files})
+        listing = self.shell(
+            f"mkdir -p {' '.join(shlex.quote(d) for d in dirs)} && "
+            f"(sha256sum {' '.join(shlex.quote(str(r)) for _, r in files)} 2>/dev/null; true)",
+            f"preparing {self.remote}")
+        cached = {}
+        for line in listing.splitlines():
+            digest, _, name = line.strip().partition(" ")
+            cached[name.strip().lstrip("*")] = digest
+        pushed = 0
+        for local, remote in files:
+            if cached.get(str(remote)) == sha256_file(local):
+                continue
+            progress(f"{self.spec.name}: pushing {local.name} to {remote}")
+            proc = self.adb("push", str(local), str(remote), timeout=self.settings.timeout)
+            if proc.returncode != 0:
+                problem = self.explain(proc.stdout + proc.stderr)
+                raise DeviceError(self.spec.name, f"pushing {local.name} failed: {problem}; "
+                                                  "check free space on the phone")
+            pushed += local.stat().st_size
+        return pushed
+
+    # -- benchmarking -------------------------------------------------------------------------
+
+    def bench(self, job: dict, on_result: OnResult | None = None,
+              progress: Progress = ignore_progress) -> BenchRun:
+        """Run every .tflite artifact of the job at each thread count with benchmark_model."""
+        started = time.perf_counter()
+        run = BenchRun(device=self.spec.name)
+        binary = Path(self.spec.benchmark_model).expanduser()
+        if not binary.is_file():
+            raise DeviceError(self.spec.name, f"benchmark_model not found at {binary}; {BUILD_HINT}")
+        if "litert" not in job["runtimes"]:
+            raise DeviceError(self.spec.name, "an adb device runs .tflite artifacts with benchmark_model; "
+                                              "include the litert runtime in the bench")
+        artifacts = []
+        for artifact in load_job_artifacts(job):
+            if artifact.format != "tflite":
+                progress(f"{self.spec.name}: skipping {artifact.path.name} (benchmark_model runs .tflite only)")
+                continue
+            artifacts.append(artifact)
+        if not artifacts:
+            raise DeviceError(self.spec.name, "the bench has no .tflite artifact; export with TFLite "
+                                              "outputs and pass them to the bench")
+        facts = self.probe()
+        device = self.device_info(facts)
+        remote_binary = self.remote / "benchmark_model"
+        files = [(binary, remote_binary)]
+        remote_of = {}
+        for artifact in artifacts:
+            remote_of[artifact.path] = self.remote / artifact_dir_key(artifact.path) / artifact.path.name
+            files.append((artifact.path, remote_of[artifact.path]))
+        run.bytes_copied = self.sync(files, progress)
+        self.shell(f"chmod 755 {shlex.quote(str(remote_binary))}", "making benchmark_model executable")
+        commit = git_commit()
+        for threads in job["threads"]:
+            for artifact in artifacts:
+                text = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, progress,
+                                           measured=len(run.results))
+                try:
+                    parsed = parse_benchmark_model(text)
+                except BenchmarkModelParseError as exc:
+                    raise DeviceError(self.spec.name, f"could not read benchmark_model's output for "
+                                                      f"{artifact.path.name} ({exc}); last line: "
+                                                      f"{last_error_line(text.splitlines())}") from None
+                result = self._result(artifact, parsed, threads, device, commit)
+                run.results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        run.seconds = time.perf_counter() - started
+        return run
+
+    def benchmark_argv(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict) -> str:
+        """The shell command for one run, in the harness's settings."""
+        parts = []
+        if self.spec.cpu_mask:
+            parts += ["taskset", self.spec.cpu_mask]
+        parts += [str(binary), f"--graph={graph}", f"--num_threads={threads}",
+                  f"--warmup_runs={job['warmup_runs']}", f"--warmup_min_secs={job['warmup_seconds']}",
+                  f"--num_runs={job['runs']}", f"--min_secs={job['min_seconds']}"]
+        if self.settings.use_xnnpack is not None:
+            parts.append(f"--use_xnnpack={'true' if self.settings.use_xnnpack else 'false'}")
+        return " ".join(shlex.quote(p) for p in parts)
+
+    def _run_benchmark(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
+                       progress: Progress, measured: int) -> str:
+        lines: list[str] = []
+
+        def keep(line: str) -> None:
+            lines.append(line)
+            if "count=" in line or "Inference timings" in line:
+                progress(f"{self.spec.name}: {graph.name} {threads} thread(s): {line.strip()}")
+
+        command = self.benchmark_argv(binary, graph, threads, job)
+        outcome = stream_process([self.settings.adb, "-s", self.spec.serial, "shell", command],
+                                 on_stdout=keep, on_stderr=keep, timeout=self.settings.timeout)
+        kept = f" ({measured} result(s) measured before it are kept)" if measured else ""
+        text = "\n".join(lines)
+        if outcome.timed_out:
+            raise DeviceError(self.spec.name, f"benchmark_model on {graph.name} did not finish within "
+                                              f"{self.settings.timeout:.0f} s and was stopped{kept}; "
+                                              "raise the timeout")
+        if outcome.returncode != 0:
+            if "inaccessible or not found" in text or "No such file" in text or outcome.returncode == 127:
+                raise DeviceError(self.spec.name, f"benchmark_model could not be started on the phone "
+                                                  f"({last_error_line(lines)}); {BUILD_HINT}")
+            if "Exec format error" in text or "not executable" in text:
+                raise DeviceError(self.spec.name, f"{self.spec.benchmark_model} is not built for this phone's CPU "
+                                                  f"({last_error_line(lines)}); {BUILD_HINT}")
+            if any(s in text for s in ("error: device", "error: closed", "no devices", "protocol fault")):
+                raise DeviceError(self.spec.name, self.explain(text, mid_run=True) + kept)
+            raise DeviceError(self.spec.name, f"benchmark_model failed on {graph.name}: "
+                                              f"{last_error_line(lines)}{kept}")
+        return text
+
+    def _result(self, artifact, parsed, threads: int, device: dict, commit: str | None) -> dict[str, Any]:
+        manifest = artifact.manifest
+        first_ms = parsed.first_inference_ms
+        if parsed.init_ms is None or first_ms is None:
+            raise DeviceError(self.spec.name, f"benchmark_model printed no 'Inference timings in us' line for "
+                                              f"{artifact.path.name}; use a newer benchmark_model ({BUILD_HINT})")
+        result = {
+            "schema": RESULT_SCHEMA,
+            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "payattn_version": __version__,
+            "git_commit": commit,
+            "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
+                         "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision},
+            **{key: manifest[key]
+               for key in ("mechanism", "task", "preset", "params", "attention_params", "flops")},
+            "test_accuracy": artifact.entry.get("test_accuracy"),
+            "runtime": {"name": "benchmark_model", "version": parsed.version or "unknown",
+                        "graph_optimization": None},
+            "device": device,
+            "threads": threads,
+            "warmup_runs": parsed.warmup.count if parsed.warmup is not None else 0,
+            "runs": parsed.inference.count,
+            "init_ms": round(parsed.init_ms, 6),
+            "first_inference_ms": round(first_ms, 6),
+            "latency_ms": parsed.latency_ms(),
+            "peak_memory_bytes": parsed.peak_memory_bytes,
+            "harness_overhead_ms": None,
+        }
+        try:
+            validate_result(result)
+        except RuntimeJobError as exc:
+            raise DeviceError(self.spec.name, f"the result for {artifact.path.name} does not fit the "
+                                              f"result schema: {exc}") from None
+        return result
