@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/payattn demo --out demo-out --force
 
 test: $(STAMP)
+	bash scripts/ci_system_deps.sh
 	$(BIN)/python -m pytest
 
 clean:

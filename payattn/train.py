@@ -1,0 +1,214 @@
+"""Training loop, evaluation and the run dir (model.pt, config.json, metrics.json, tokenizer.json).
+
+Training is deterministic for a seed on CPU: the seed fixes the initial weights and the
+order of the batches, so `--mechanism all` trains the four mechanisms on identical data
+order and a run can be reproduced exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from payattn.errors import PayattnError
+from payattn.mechanisms import canonical_mechanism
+from payattn.cost import model_cost
+from payattn.data import TASKS, Dataset, load_task, prepare
+from payattn.data.tokenizer import Tokenizer
+from payattn.models import ModelConfig, build_model, get_preset, resolve_config
+
+DEFAULT_EPOCHS = {"mnist-5k": 15, "movie-reviews": 5, "amazon-reviews": 8}
+FALLBACK_EPOCHS = 10  # the paper's setting for its full datasets
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+
+# Called after every optimiser step with (steps done, total steps, latest loss).
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module
+    config: ModelConfig
+    run_config: dict[str, Any]
+    tokenizer: Tokenizer | None
+    metrics: dict[str, Any]
+    run_dir: Path
+
+
+def default_epochs(task: str) -> int:
+    return DEFAULT_EPOCHS.get(task, FALLBACK_EPOCHS)
+
+
+def make_tokenizer(
+    dataset: Dataset, preset: str, context_length: int | None, max_vocab: int | None
+) -> Tokenizer:
+    """Fit the word-level tokenizer on the training split, capped by the preset's vocabulary."""
+    p = get_preset(preset)
+    return Tokenizer.fit(dataset.train_x, max_vocab=max_vocab or p.vocab_size,
+                         max_length=context_length or p.context_length)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of `model` on prepared inputs."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[start:start + batch_size])
+        yb = torch.from_numpy(y[start:start + batch_size])
+        logits = model(xb)
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == yb).sum().item()
+    return correct / len(x), loss_sum / len(x)
+
+
+def train(
+    task: str,
+    mechanism: str,
+    out: Path,
+    *,
+    preset: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    data_dir: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
+    dataset: Dataset | None = None,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Train one model and write its run dir to `out` (atomically). Returns the metrics.
+
+    `overrides` holds ModelConfig fields from the command line (None values are ignored),
+    plus `max_vocab` for the tokenizer of text tasks; `dataset` lets `--mechanism all` load the data once.
+    """
+    mechanism = canonical_mechanism(mechanism)
+    if task not in TASKS:
+        raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    preset = preset or TASKS[task].default_preset
+    epochs = epochs if epochs is not None else default_epochs(task)
+    if epochs < 1:
+        raise PayattnError(f"--epochs must be at least 1, got {epochs}")
+    overrides = dict(overrides or {})
+    max_vocab = overrides.pop("max_vocab", None)
+    dataset = dataset or load_task(task, data_dir)
+    if get_preset(preset).kind != dataset.kind:
+        raise PayattnError(
+            f"preset {preset!r} is a {get_preset(preset).kind} model but task {task!r} is "
+            f"{dataset.kind}; choose a {dataset.kind} preset"
+        )
+
+    tokenizer = None
+    if dataset.kind == "text":
+        tokenizer = make_tokenizer(dataset, preset, overrides.pop("context_length", None), max_vocab)
+        overrides["context_length"] = tokenizer.max_length
+    cfg = resolve_config(
+        preset, mechanism, num_classes=len(dataset.labels),
+        vocab_size=tokenizer.vocab_size if tokenizer else None, **overrides,
+    )
+    data = prepare(dataset, tokenizer)
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    order = torch.Generator().manual_seed(seed)
+    train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
+    n = len(train_x)
+    steps_per_epoch = (n + BATCH_SIZE - 1) // BATCH_SIZE
+    total, step = epochs * steps_per_epoch, 0
+    started = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=order)
+        for start in range(0, n, BATCH_SIZE):
+            idx = perm[start:start + BATCH_SIZE]
+            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            step += 1
+            if progress:
+                progress(step, total, loss.item())
+    train_seconds = time.perf_counter() - started
+
+    train_acc, train_loss = evaluate(model, data.train_x, data.train_y)
+    test_acc, test_loss = evaluate(model, data.test_x, data.test_y)
+    cost = model_cost(cfg)
+    metrics = {
+        "train_accuracy": train_acc, "train_loss": train_loss,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "params": sum(p.numel() for p in model.parameters()),
+        "attention_params": cost.attention_params,
+        "train_seconds": round(train_seconds, 3),
+    }
+    run_config = {
+        "task": task, "preset": preset, "mechanism": mechanism, "seed": seed, "epochs": epochs,
+        "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+        "data_dir": str(data_dir) if data_dir else None, "model": cfg.to_dict(),
+    }
+    write_run_dir(out, model, run_config, metrics, tokenizer)
+    return metrics
+
+
+def write_run_dir(
+    out: Path, model: nn.Module, run_config: dict[str, Any], metrics: dict[str, Any],
+    tokenizer: Tokenizer | None,
+) -> None:
+    """Write a complete run dir next to `out`, then swap it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        torch.save(model.state_dict(), tmp / "model.pt")
+        (tmp / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save(tmp / "tokenizer.json")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """Rebuild the exact trained model of a run dir, in eval mode."""
+    run_dir = Path(run_dir)
+    config_path, weights = run_dir / "config.json", run_dir / "model.pt"
+    for path in (config_path, weights):
+        if not path.is_file():
+            raise PayattnError(
+                f"{path} is missing: {run_dir} is not a run dir; create one with `payattn train`"
+            )
+    try:
+        run_config = json.loads(config_path.read_text())
+        cfg = ModelConfig.from_dict(run_config["model"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PayattnError(f"{config_path} is malformed ({exc}); retrain with `payattn train`") from None
+    model = build_model(cfg)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # torch raises many types for a damaged or mismatched file
+        raise PayattnError(
+            f"{weights} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"the checkpoint is corrupt or from another model: retrain with `payattn train`"
+        ) from None
+    model.eval()
+    tok_path = run_dir / "tokenizer.json"
+    tokenizer = Tokenizer.load(tok_path) if cfg.kind == "text" else None
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return LoadedRun(model, cfg, run_config, tokenizer, metrics, run_dir)
