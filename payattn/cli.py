@@ -1,0 +1,508 @@
+"""The `payattn` command line: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from payattn.mechanisms import MECHANISMS, expand_mechanisms
+from payattn.errors import PayattnError
+from payattn.runtime.errors import RuntimeJobError
+
+app = typer.Typer(
+    help="Standard, optimised, efficient and super attention: train, export to ONNX and "
+    "builtin-only TFLite, benchmark on this machine, a Raspberry Pi or an Android phone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+MECHANISM_HELP = f"One of {', '.join(MECHANISMS)} (alias optimized), a comma list, or all."
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user-facing error as one line and exit 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (PayattnError, RuntimeJobError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+        console=err_console, transient=False,
+    )
+
+
+def model_overrides(
+    d_model: Optional[int], heads: Optional[int], depth: Optional[int], mlp_dim: Optional[int],
+    patch_size: Optional[int], context_length: Optional[int], max_vocab: Optional[int],
+    bias: bool,
+) -> dict[str, Any]:
+    return dict(d_model=d_model, heads=heads, depth=depth, mlp_dim=mlp_dim,
+                patch_size=patch_size, context_length=context_length, max_vocab=max_vocab,
+                bias=bias)
+
+
+@app.command()
+@friendly_errors
+def info(
+    preset: str = typer.Option("mnist-tiny", help="Model preset (see the list printed below)."),
+    d_model: Optional[int] = typer.Option(None, help="Override the model width d_m."),
+    heads: Optional[int] = typer.Option(None, help="Override heads (default: preset's; 1 for efficient/super)."),
+    depth: Optional[int] = typer.Option(None, help="Override the number of blocks."),
+    mlp_dim: Optional[int] = typer.Option(None, help="Override the MLP width."),
+    patch_size: Optional[int] = typer.Option(None, help="Override the patch size (vision)."),
+    context_length: Optional[int] = typer.Option(None, help="Override ℓ (text)."),
+) -> None:
+    """Parameters and FLOPs of each mechanism for a preset, side by side, with ratios to standard."""
+    from payattn.cost import model_cost
+    from payattn.models import PRESETS, get_preset, resolve_config
+
+    p = get_preset(preset)
+    overrides = dict(d_model=d_model, heads=heads, depth=depth, mlp_dim=mlp_dim,
+                     patch_size=patch_size, context_length=context_length)
+    configs = [resolve_config(p, m, **overrides) for m in MECHANISMS]
+    costs = [model_cost(c) for c in configs]
+    base = costs[0]
+    cfg = configs[0]
+    table = Table(title=f"{preset}: ℓ={cfg.context_length}, d_m={cfg.d_model}, depth={cfg.depth}, "
+                        f"MLP={cfg.mlp_dim}" + (f", vocab={cfg.vocab_size}" if cfg.kind == "text" else ""))
+    for col in ("mechanism", "heads", "attention params", "model params", "attention FLOPs",
+                "model FLOPs"):
+        table.add_column(col, justify="left" if col == "mechanism" else "right")
+    for c, k in zip(configs, costs):
+        table.add_row(
+            c.mechanism, str(c.heads),
+            *(f"{value:,} ({value / ref:.2f}×)" for value, ref in (
+                (k.attention_params, base.attention_params), (k.params, base.params),
+                (k.attention_flops, base.attention_flops), (k.flops, base.flops))),
+        )
+    console.print(table)
+    console.print("(×) is the ratio to standard. FLOPs per input: multiply-add = 2; softmax, "
+                  "norms and biases ignored. "
+                  f"Presets: {', '.join(PRESETS)}.")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks: the embedded ones and the full datasets read from --data-dir."""
+    from payattn.data import TASKS
+
+    table = Table(title="tasks")
+    for col in ("task", "kind", "default preset", "data", "description"):
+        table.add_column(col)
+    for t in TASKS.values():
+        table.add_row(t.name, t.kind, t.default_preset, "shipped" if t.embedded else "--data-dir",
+                      t.description)
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def train(
+    mechanism: str = typer.Option("all", "--mechanism", "-m", help=MECHANISM_HELP),
+    task: str = typer.Option("mnist-5k", help="mnist-5k, movie-reviews, amazon-reviews (embedded) or mnist, cifar100, imdb, amazon (need --data-dir)."),
+    preset: Optional[str] = typer.Option(None, help="Model preset; default: the task's."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs; default: the task's."),
+    seed: int = typer.Option(0, help="Seed for weights and batch order (same seed, same model)."),
+    out: Path = typer.Option(Path("runs"), help="Run dirs are written to OUT/TASK/MECHANISM."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the full dataset's official files (MNIST IDX .gz, cifar-100-python.tar.gz, aclImdb_v1.tar.gz or aclImdb/, Amazon train.csv/test.csv)."),
+    d_model: Optional[int] = typer.Option(None, help="Override the model width d_m."),
+    heads: Optional[int] = typer.Option(None, help="Override heads (default: preset's; 1 for efficient/super)."),
+    depth: Optional[int] = typer.Option(None, help="Override the number of blocks."),
+    mlp_dim: Optional[int] = typer.Option(None, help="Override the MLP width."),
+    patch_size: Optional[int] = typer.Option(None, help="Override the patch size (vision)."),
+    context_length: Optional[int] = typer.Option(None, help="Override ℓ, the token count (text)."),
+    max_vocab: Optional[int] = typer.Option(None, help="Override the tokenizer's vocabulary cap (text)."),
+    bias: bool = typer.Option(True, help="Biases in the attention projections."),
+    threads: int = typer.Option(1, help="Torch threads for training (1 is fastest for these small models on a busy machine)."),
+) -> None:
+    """Train one or all mechanisms on a task and write run dirs (model.pt, config.json, metrics.json)."""
+    from payattn.data import load_task
+
+    mechanisms = expand_mechanisms(mechanism)
+    dataset = load_task(task, data_dir)
+    overrides = model_overrides(d_model, heads, depth, mlp_dim, patch_size, context_length,
+                                max_vocab, bias)
+    rows = []
+    with progress_bar() as bar:
+        for mech in mechanisms:
+            run_dir = out / task / mech
+            metrics = train_with_bar(task, mech, run_dir, bar, preset=preset, epochs=epochs,
+                                     seed=seed, data_dir=data_dir, overrides=overrides,
+                                     dataset=dataset, threads=threads)
+            rows.append((mech, run_dir, metrics))
+            bar.console.print(f"{mech}: test accuracy {metrics['test_accuracy']:.2%} → {run_dir}")
+    console.print(training_summary(task, rows))
+
+
+def training_summary(task: str, rows: list[tuple[str, Path, dict[str, Any]]]) -> Table:
+    table = Table(title=f"training summary: {task}")
+    for col in ("mechanism", "params", "attention params", "test accuracy", "train time", "run dir"):
+        table.add_column(col, justify="left" if col in ("mechanism", "run dir") else "right")
+    for mech, run_dir, m in rows:
+        table.add_row(mech, f"{m['params']:,}", f"{m['attention_params']:,}",
+                      f"{m['test_accuracy']:.2%}", f"{m['train_seconds']:.1f} s", str(run_dir))
+    return table
+
+
+def print_headlines(results: Any) -> None:
+    """The report's Table 5-style headline tables, in the terminal."""
+    from payattn.report import headline_tables
+
+    for t in headline_tables(results):
+        table = Table(title=t.title)
+        for i, col in enumerate(t.columns):
+            table.add_column(col, justify="left" if i in t.left else "right")
+        for row in t.rows:
+            table.add_row(*row)
+        console.print(table)
+        if t.note:
+            console.print(t.note, style="dim")
+
+
+@app.command()
+@friendly_errors
+def report(
+    results: Path = typer.Argument(..., help="A results.jsonl written by `payattn bench`."),
+    out: Optional[Path] = typer.Option(None, help="Report folder; default: report/ beside RESULTS."),
+) -> None:
+    """Write report.md, report.csv, a self-contained report.html and PNG plots from a results file."""
+    from payattn.report import report as write_report
+
+    paths = write_report(results, out or results.parent / "report")
+    print_headlines(results)
+    console.print(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}")
+
+
+def split_list(value: str, option: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise PayattnError(f"{option} needs at least one value")
+    return items
+
+
+def parse_threads(value: str) -> list[int]:
+    try:
+        return [int(v) for v in split_list(value, "--threads")]
+    except ValueError:
+        raise PayattnError(f"--threads takes whole numbers separated by commas, got {value!r}") from None
+
+
+def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[Path]:
+    dirs = [root / task / m for m in mechanisms]
+    missing = [d for d in dirs if not (d / "manifest.json").is_file()]
+    if missing:
+        raise PayattnError(
+            f"no exported artifacts in {', '.join(map(str, missing))}; run "
+            f"`payattn export --mechanism {','.join(mechanisms)} --task {task} --out {root}` first "
+            "or pass artifact dirs"
+        )
+    return dirs
+
+
+def result_row(result: dict[str, Any]) -> str:
+    lat = result["latency_ms"]
+    p50 = lat["p50"] if lat["p50"] is not None else lat["mean"]
+    spread = (f"p10–p90 {lat['p10']:.3f}–{lat['p90']:.3f}" if lat["p10"] is not None
+              else f"mean {lat['mean']:.3f}")
+    return (f"{result['device']['name']:<10} {result['runtime']['name']:<15} "
+            f"{result['artifact']['precision']:<13} {result['threads']}t {result['mechanism']:<10} "
+            f"p50 {p50:8.3f} ms  {spread} ms  runs {result['runs']}")
+
+
+def run_bench(dirs: list[Path], devices: list[str], results: Path, devices_file: Optional[Path],
+              xnnpack: Optional[bool] = None, **job_options: Any) -> list[dict[str, Any]]:
+    """Bench `dirs` on every device in turn; print each result as it lands. Exits 1 if a
+    device failed, after the others have run and with their results kept."""
+    from payattn.bench import build_job
+    from payattn.devices import AdbSettings, run_on_devices
+
+    job = build_job(dirs, **job_options)
+    console.print(f"[bold]{len(job['artifacts'])} artifact(s) × {len(job['threads'])} thread "
+                  f"setting(s) on {', '.join(devices)}[/] → {results}")
+    measured, failures = run_on_devices(
+        devices, job, results, devices_file=devices_file, adb=AdbSettings(use_xnnpack=xnnpack),
+        progress=lambda msg: err_console.print(msg, style="dim", highlight=False),
+        on_result=lambda r: console.print(result_row(r), highlight=False),
+    )
+    for failure in failures:
+        err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False, soft_wrap=True)
+    if failures:
+        err_console.print(f"{len(measured)} result(s) were measured and kept in {results}")
+        raise typer.Exit(1)
+    return measured
+
+
+@app.command()
+@friendly_errors
+def bench(
+    artifact_dirs: Optional[list[Path]] = typer.Argument(None, help="Artifact dirs from `payattn export`; default: ARTIFACTS/TASK/MECHANISM."),
+    mechanism: str = typer.Option("all", "--mechanism", "-m", help=MECHANISM_HELP + " Used when no dir is given."),
+    task: str = typer.Option("mnist-5k", help="Task whose artifacts to bench when no dir is given."),
+    artifacts: Path = typer.Option(Path("artifacts"), help="Root of the artifact dirs when no dir is given."),
+    runtime: str = typer.Option("onnxruntime,litert", help="Comma list: onnxruntime, litert."),
+    precision: str = typer.Option("fp32", help="Comma list: fp32, fp16, dynamic-int8, int8."),
+    threads: str = typer.Option("1", help="Comma list of thread counts, e.g. 1,2."),
+    runs: int = typer.Option(50, help="Measured runs at least (and --min-seconds of them)."),
+    warmup: int = typer.Option(1, help="Warm-up runs at least (and --warmup-seconds of them)."),
+    min_seconds: float = typer.Option(1.0, help="Measured time at least, per artifact."),
+    warmup_seconds: float = typer.Option(0.5, help="Warm-up time at least, per artifact."),
+    results: Path = typer.Option(Path("results.jsonl"), help="Results file; lines are appended."),
+    device: str = typer.Option("local", help="Comma list of devices: local and names from `payattn devices list`."),
+    devices_file: Optional[Path] = typer.Option(None, help="Device registry file (default: the user's config dir)."),
+    xnnpack: Optional[bool] = typer.Option(None, "--xnnpack/--no-xnnpack", help="Android only: benchmark_model's --use_xnnpack (default: its own)."),
+) -> None:
+    """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
+    appending one JSON line per measurement to the results file."""
+    dirs = list(artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism)))
+    run_bench(dirs, split_list(device, "--device"), results, devices_file, xnnpack,
+              runtimes=split_list(runtime, "--runtime"),
+              precisions=split_list(precision, "--precision"), threads=parse_threads(threads),
+              runs=runs, warmup=warmup, min_seconds=min_seconds, warmup_seconds=warmup_seconds)
+    console.print(f"results appended to {results}; next: payattn report {results}")
+
+
+devices_app = typer.Typer(help="The device registry: this machine, SSH boards, ADB phones.",
+                          no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+DEVICES_FILE_HELP = "Device registry file (default: $XDG_CONFIG_HOME/payattn/devices.toml)."
+
+
+@devices_app.command("add")
+@friendly_errors
+def devices_add(
+    name: str = typer.Argument(..., help="A short name: lower-case letters, digits, - and _."),
+    ssh: Optional[str] = typer.Option(None, help="USER@HOST[:PORT] of a Linux board (Raspberry Pi)."),
+    identity: Optional[Path] = typer.Option(None, help="SSH private key (default: your ssh config's)."),
+    python: Optional[str] = typer.Option(None, help="Python on the board (default: python3)."),
+    adb: Optional[str] = typer.Option(None, help="Serial of an Android device (`adb devices`)."),
+    benchmark_model: Optional[Path] = typer.Option(None, help="TFLite's benchmark_model binary for the phone's ABI."),
+    cpu_mask: Optional[str] = typer.Option(None, help="Hex CPU mask for taskset on the phone, e.g. f0 for big cores."),
+    devices_file: Optional[Path] = typer.Option(None, help=DEVICES_FILE_HELP),
+) -> None:
+    """Register an SSH board (--ssh) or an Android phone (--adb with --benchmark-model)."""
+    from payattn.devices import add_adb_device, add_ssh_device
+
+    if (ssh is None) == (adb is None):
+        raise PayattnError("give exactly one of --ssh USER@HOST[:PORT] or --adb SERIAL")
+    if ssh is not None:
+        if benchmark_model or cpu_mask:
+            raise PayattnError("--benchmark-model and --cpu-mask are for --adb devices")
+        spec = add_ssh_device(name, ssh, identity=str(identity) if identity else None,
+                              python=python, path=devices_file)
+    else:
+        if identity or python:
+            raise PayattnError("--identity and --python are for --ssh devices")
+        if benchmark_model is None:
+            raise PayattnError("an --adb device needs --benchmark-model PATH (TFLite's benchmark_model binary)")
+        spec = add_adb_device(name, adb, benchmark_model=str(benchmark_model), cpu_mask=cpu_mask,
+                              path=devices_file)
+    console.print(f"added {spec.name} ({spec.kind}, {spec.target}); check it with "
+                  f"`payattn devices check {spec.name}`")
+
+
+@devices_app.command("list")
+@friendly_errors
+def devices_list(devices_file: Optional[Path] = typer.Option(None, help=DEVICES_FILE_HELP)) -> None:
+    """List the registered devices (local is always there)."""
+    from payattn.devices import list_devices
+
+    table = Table()
+    for col in ("name", "kind", "target"):
+        table.add_column(col)
+    for spec in list_devices(devices_file):
+        table.add_row(spec.name, spec.kind, spec.target)
+    console.print(table)
+
+
+@devices_app.command("remove")
+@friendly_errors
+def devices_remove(
+    name: str = typer.Argument(..., help="The device to forget."),
+    devices_file: Optional[Path] = typer.Option(None, help=DEVICES_FILE_HELP),
+) -> None:
+    """Remove a device from the registry."""
+    from payattn.devices import remove_device
+
+    spec = remove_device(name, devices_file)
+    console.print(f"removed {spec.name} ({spec.kind}, {spec.target})")
+
+
+@devices_app.command("check")
+@friendly_errors
+def devices_check(
+    name: str = typer.Argument("local", help="The device to probe."),
+    devices_file: Optional[Path] = typer.Option(None, help=DEVICES_FILE_HELP),
+) -> None:
+    """Probe a device (architecture, CPU, cores, memory, OS, runtimes) and say what it lacks."""
+    from payattn.devices import check_device
+
+    check = check_device(name, devices_file=devices_file)
+    console.print(check.describe(), highlight=False)
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+def train_with_bar(task: str, mechanism: str, run_dir: Path, bar: Progress, **options: Any) -> dict[str, Any]:
+    """Train one mechanism with a bar of its own on the shared progress display."""
+    from payattn.train import train as train_one
+
+    job = bar.add_task(f"train {task}/{mechanism}", total=None, status="")
+
+    def report(step: int, total: int, loss: float) -> None:
+        bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
+
+    return train_one(task, mechanism, run_dir, progress=report, **options)
+
+
+def ensure_run(task: str, mechanism: str, preset: Optional[str], runs_root: Path, bar: Progress,
+               **options: Any) -> Path:
+    """The run dir RUNS/TASK/MECHANISM: reused when it holds this task, mechanism and preset,
+    trained with the task's defaults otherwise."""
+    from payattn.data import TASKS
+
+    run_dir = runs_root / task / mechanism
+    config_path = run_dir / "config.json"
+    if config_path.is_file() and (run_dir / "model.pt").is_file():
+        import json
+
+        config = json.loads(config_path.read_text())
+        wanted = preset or (TASKS[task].default_preset if task in TASKS else None)
+        if (config.get("task"), config.get("mechanism"), config.get("preset")) == (task, mechanism, wanted):
+            bar.console.print(f"using the trained model in {run_dir}")
+            return run_dir
+    train_with_bar(task, mechanism, run_dir, bar, preset=preset, **options)
+    return run_dir
+
+
+def export_with_bar(run_dir: Path, out_dir: Path, precisions: str, force: bool, bar: Progress) -> Any:
+    """Export one run dir, showing the current step on the shared progress display."""
+    from payattn.export import export as export_one
+
+    job = bar.add_task(f"export {out_dir.parent.name}/{out_dir.name}", total=None, status="")
+    manifest = export_one(run_dir, out_dir, precisions, force=force,
+                          progress=lambda step: bar.update(job, status=step))
+    bar.update(job, total=1, completed=1, status=f"done in {manifest['export_seconds']:.0f} s")
+    return manifest
+
+
+def export_summary(manifests: list[Any]) -> Table:
+    table = Table(title="export summary")
+    for col in ("mechanism", "artifact", "size", "max |Δ| vs torch", "top-1 agree", "test acc", "ops"):
+        table.add_column(col, justify="left" if col in ("mechanism", "artifact") else "right")
+    for m in manifests:
+        for a in m["artifacts"]:
+            parity = a["parity"]
+            table.add_row(m["mechanism"], a["file"], f"{a['bytes'] / 1024:,.1f} KiB",
+                          f"{parity['max_abs_diff']:.2e}", f"{parity['top1_agreement']:.1%}",
+                          f"{a['test_accuracy']:.2%}", str(a["operator_count"]))
+    return table
+
+
+@app.command()
+@friendly_errors
+def export(
+    mechanism: Optional[str] = typer.Option(None, "--mechanism", "-m", help=MECHANISM_HELP + " Default: all, or the checkpoint's."),
+    checkpoint: Optional[list[Path]] = typer.Option(None, help="Run dir(s) from `payattn train`; without it the task's default model is trained first (or reused from --runs)."),
+    task: str = typer.Option("mnist-5k", help="Task to train on when no --checkpoint is given."),
+    preset: Optional[str] = typer.Option(None, help="Preset to train when no --checkpoint is given; default: the task's."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs when training first; default: the task's."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder holding the full dataset files."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8", help="Comma list of fp32, fp16, dynamic-int8, int8, or all."),
+    out: Path = typer.Option(Path("artifacts"), help="Artifact dirs are written to OUT/TASK/MECHANISM."),
+    runs: Path = typer.Option(Path("runs"), help="Where models trained first are kept (RUNS/TASK/MECHANISM)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing artifact dirs."),
+) -> None:
+    """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a manifest."""
+    import json
+
+    from payattn.export import parse_precisions
+
+    parse_precisions(precision)  # fail on a bad name before any training
+    jobs: list[tuple[Path, Path]] = []
+    with progress_bar() as bar:
+        if checkpoint:
+            wanted = set(expand_mechanisms(mechanism)) if mechanism else None
+            for run_dir in checkpoint:
+                config_path = run_dir / "config.json"
+                if not config_path.is_file():
+                    raise PayattnError(f"{config_path} is missing: {run_dir} is not a run dir from `payattn train`")
+                config = json.loads(config_path.read_text())
+                if wanted is not None and config.get("mechanism") not in wanted:
+                    raise PayattnError(f"{run_dir} holds a {config.get('mechanism')} model, not {mechanism}")
+                jobs.append((run_dir, out / config["task"] / config["mechanism"]))
+        else:
+            for mech in expand_mechanisms(mechanism or "all"):
+                run_dir = ensure_run(task, mech, preset, runs, bar, epochs=epochs, data_dir=data_dir)
+                jobs.append((run_dir, out / task / mech))
+        for _, out_dir in jobs:
+            if out_dir.exists() and not force:
+                raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
+        manifests = [export_with_bar(run_dir, out_dir, precision, force, bar) for run_dir, out_dir in jobs]
+    console.print(export_summary(manifests))
+    for (_, out_dir) in jobs:
+        console.print(f"wrote {out_dir}")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Path = typer.Option(Path("demo-out"), help="Everything is written here: runs/, artifacts/, results.jsonl, report/."),
+    text: bool = typer.Option(False, "--text", help="Also run the movie-reviews text task."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs; default: each task's."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8,int8", help="Precisions to export and bench."),
+    runs: int = typer.Option(50, help="Measured runs per artifact, at least."),
+    min_seconds: float = typer.Option(1.0, help="Measured seconds per artifact, at least."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
+) -> None:
+    """The whole pipeline on the embedded data: train all four mechanisms, export, verify,
+    bench on this machine with ONNX Runtime and LiteRT, and write the report."""
+    import shutil
+    import time
+
+    from payattn.export import parse_precisions
+    from payattn.report import report as write_report
+
+    precisions = parse_precisions(precision)
+    if out.exists():
+        if not force:
+            raise PayattnError(f"{out} already exists; pass --force to replace it")
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
+    artifact_dirs: dict[str, list[Path]] = {}
+    with progress_bar() as bar:
+        for task in tasks:
+            for mech in MECHANISMS:
+                train_with_bar(task, mech, out / "runs" / task / mech, bar, epochs=epochs)
+            artifact_dirs[task] = []
+            for mech in MECHANISMS:
+                artifact_dir = out / "artifacts" / task / mech
+                export_with_bar(out / "runs" / task / mech, artifact_dir, precisions, False, bar)
+                artifact_dirs[task].append(artifact_dir)
+    results = out / "results.jsonl"
+    for task in tasks:
+        run_bench(artifact_dirs[task], ["local"], results, None, runtimes=["onnxruntime", "litert"],
+                  precisions=precisions, threads=[1], runs=runs, min_seconds=min_seconds)
+    paths = write_report(results, out / "report")
+    print_headlines(results)
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s\n"
+                  f"report: {paths.md}\n        {paths.html}")
