@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +24,14 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+# Model-shape overrides shared by `info` and `train` (None keeps the preset's value).
+DModelOpt = Annotated[Optional[int], typer.Option(help="Override the model width d_m.")]
+HeadsOpt = Annotated[Optional[int], typer.Option(help="Override heads (default: preset's; 1 for efficient/super).")]
+DepthOpt = Annotated[Optional[int], typer.Option(help="Override the number of blocks.")]
+MlpOpt = Annotated[Optional[int], typer.Option(help="Override the MLP width.")]
+PatchOpt = Annotated[Optional[int], typer.Option(help="Override the patch size (vision).")]
+ContextOpt = Annotated[Optional[int], typer.Option(help="Override ℓ, the token count (text).")]
 
 MECHANISM_HELP = f"One of {', '.join(MECHANISMS)} (alias optimized), a comma list, or all."
 
@@ -64,12 +72,12 @@ def model_overrides(
 @friendly_errors
 def info(
     preset: str = typer.Option("mnist-tiny", help="Model preset (see the list printed below)."),
-    d_model: Optional[int] = typer.Option(None, help="Override the model width d_m."),
-    heads: Optional[int] = typer.Option(None, help="Override heads (default: preset's; 1 for efficient/super)."),
-    depth: Optional[int] = typer.Option(None, help="Override the number of blocks."),
-    mlp_dim: Optional[int] = typer.Option(None, help="Override the MLP width."),
-    patch_size: Optional[int] = typer.Option(None, help="Override the patch size (vision)."),
-    context_length: Optional[int] = typer.Option(None, help="Override ℓ (text)."),
+    d_model: DModelOpt = None,
+    heads: HeadsOpt = None,
+    depth: DepthOpt = None,
+    mlp_dim: MlpOpt = None,
+    patch_size: PatchOpt = None,
+    context_length: ContextOpt = None,
 ) -> None:
     """Parameters and FLOPs of each mechanism for a preset, side by side, with ratios to standard."""
     from payattn.cost import model_cost
@@ -124,12 +132,12 @@ def train(
     seed: int = typer.Option(0, help="Seed for weights and batch order (same seed, same model)."),
     out: Path = typer.Option(Path("runs"), help="Run dirs are written to OUT/TASK/MECHANISM."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the full dataset's official files (MNIST IDX .gz, cifar-100-python.tar.gz, aclImdb_v1.tar.gz or aclImdb/, Amazon train.csv/test.csv)."),
-    d_model: Optional[int] = typer.Option(None, help="Override the model width d_m."),
-    heads: Optional[int] = typer.Option(None, help="Override heads (default: preset's; 1 for efficient/super)."),
-    depth: Optional[int] = typer.Option(None, help="Override the number of blocks."),
-    mlp_dim: Optional[int] = typer.Option(None, help="Override the MLP width."),
-    patch_size: Optional[int] = typer.Option(None, help="Override the patch size (vision)."),
-    context_length: Optional[int] = typer.Option(None, help="Override ℓ, the token count (text)."),
+    d_model: DModelOpt = None,
+    heads: HeadsOpt = None,
+    depth: DepthOpt = None,
+    mlp_dim: MlpOpt = None,
+    patch_size: PatchOpt = None,
+    context_length: ContextOpt = None,
     max_vocab: Optional[int] = typer.Option(None, help="Override the tokenizer's vocabulary cap (text)."),
     bias: bool = typer.Option(True, help="Biases in the attention projections."),
     threads: int = typer.Option(1, help="Torch threads for training (1 is fastest for these small models on a busy machine)."),

@@ -33,8 +33,8 @@ from payattn.devices.base import (
 )
 from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from payattn.devices.registry import DeviceSpec
-from payattn.devices.ssh import sha256_file
 from payattn.runtime import RuntimeJobError, validate_result
+from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.env import git_commit
 from payattn.runtime.results import RESULT_SCHEMA
 

@@ -12,7 +12,6 @@ lines back. Host keys, users and aliases follow the user's own ssh configuration
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shlex
 import shutil
@@ -40,6 +39,7 @@ from payattn.devices.base import (
     stream_process,
 )
 from payattn.devices.registry import DeviceSpec
+from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.env import git_commit
 
 DEFAULT_REMOTE_DIR = ".cache/payattn"  # relative to the login directory, for ssh and scp alike
@@ -75,14 +75,6 @@ def shell_path(path: str) -> str:
     if path.startswith("~/"):
         return '"$HOME"/' + shlex.quote(path[2:])
     return shlex.quote(path)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def runtime_package_files() -> list[tuple[Path, str]]:

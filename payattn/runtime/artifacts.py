@@ -89,7 +89,7 @@ def load_artifact(path: str | Path, manifest_path: str | Path | None = None) -> 
     if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
         raise RuntimeJobError(f"{manifest_path}: the entry for {path.name} lacks sha256 or bytes; "
                               f"{_EXPORT_HINT}")
-    size, digest = path.stat().st_size, _sha256(path)
+    size, digest = path.stat().st_size, sha256_file(path)
     if (size, digest) != (entry["bytes"], entry["sha256"]):
         raise RuntimeJobError(f"{path} is {size} bytes with sha256 {digest[:12]}… but {manifest_path} "
                               f"records {entry['bytes']} bytes, sha256 {entry['sha256'][:12]}…: the file is "
@@ -98,7 +98,8 @@ def load_artifact(path: str | Path, manifest_path: str | Path | None = None) -> 
     return Artifact(path, manifest_path, manifest, entry, digest, size)
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (artifacts may be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
