@@ -27,6 +27,11 @@ from payattn.mechanisms import DEFAULT_HEADS, canonical_mechanism
 # A large finite negative instead of -inf: a fully masked row then gives a uniform softmax
 # rather than NaN, and the constant survives fp16 conversion of the graph's weights.
 MASK_VALUE = -1e9
+# A padded key's score is set this far below its row's lowest score: its softmax weight is
+# then under e^-30 ≈ 1e-13 of every real key's, yet the scores keep a small range. Adding
+# MASK_VALUE instead left an int8 TFLite model no resolution for the real scores (its
+# quantisation range spanned 1e9): top-1 agreement with PyTorch fell to 82-92% on text.
+MASK_MARGIN = 30.0
 
 
 class Attention(nn.Module):
@@ -96,23 +101,31 @@ class Attention(nn.Module):
         if self.causal:
             scores = scores + self.causal_bias
         if key_padding is not None:
-            bias = (key_padding * MASK_VALUE).unsqueeze(-2)
-            scores = scores + (bias if self.heads == 1 else bias.unsqueeze(-3))
+            pad = key_padding.unsqueeze(-2)  # [..., 1, ℓ]: one row of keys for every query
+            pad = pad if self.heads == 1 else pad.unsqueeze(-3)
+            floor = scores.amin(dim=-1, keepdim=True).detach() - MASK_MARGIN
+            scores = scores + pad * (floor - scores)
         out = torch.matmul(torch.softmax(scores, dim=-1), v)
-        return self.w_o(self._merge(out))
+        return self.w_o(self._merge(out, x.shape))
 
     def _split(self, t: Tensor) -> Tensor:
-        """[..., ℓ, d_m] -> [..., h, ℓ, d_k]; identity for one head."""
-        if self.heads == 1:
-            return t
-        return t.reshape(*t.shape[:-1], self.heads, self.head_dim).transpose(-3, -2)
+        """[..., ℓ, d_m] -> [..., h, ℓ, d_k]; identity for one head.
 
-    def _merge(self, t: Tensor) -> Tensor:
-        """[..., h, ℓ, d_k] -> [..., ℓ, d_m]; identity for one head."""
+        A rank-2 input (the export's batch-1 form) becomes [1, 1, h, ℓ, d_k]. onnx2tf infers
+        the layout of a rank-3+ tensor from its shape and mistakes [ℓ, h, d_k] or [h, ℓ, d_k]
+        for a transpose when sizes repeat (ℓ = h with d_k = 1 converted wrong); two leading
+        unit axes keep every shape unambiguous, and the TFLite converter drops them again.
+        """
         if self.heads == 1:
             return t
-        t = t.transpose(-3, -2)
-        return t.reshape(*t.shape[:-2], self.d_model)
+        lead = t.shape[:-2] or (1, 1)
+        return t.reshape(*lead, t.shape[-2], self.heads, self.head_dim).transpose(-3, -2)
+
+    def _merge(self, t: Tensor, shape: torch.Size) -> Tensor:
+        """[..., h, ℓ, d_k] -> `shape` ([..., ℓ, d_m], the input's); identity for one head."""
+        if self.heads == 1:
+            return t
+        return t.transpose(-3, -2).reshape(shape)
 
 
 _BUILDERS: dict[str, Callable[..., Attention]] = {

@@ -1,0 +1,242 @@
+"""Export a run dir to an artifact dir: ONNX, builtin-only TFLite per precision, manifest.
+
+    export(run_dir, out_dir) -> Manifest
+
+Steps: load the run and its task's data; torch.onnx.export (opset 20, TorchScript exporter,
+static batch-1 shapes) + onnxslim + onnx.checker; onnx2tf and the TFLite converter; read each
+.tflite's operator table and reject any non-builtin operator; run every artifact beside
+PyTorch on random and real test inputs and hold it to the tolerances in verify.py; write
+manifest.json. Everything is built in a temporary dir beside `out_dir` and renamed into place
+only when all steps pass, so a failure leaves nothing behind and names the failed step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import onnx
+
+import payattn
+from payattn.errors import PayattnError
+from payattn.cost import model_cost
+from payattn.data import Dataset, load_task, prepare
+from payattn.export import manifest as mf
+from payattn.export import ops, tflite, verify
+from payattn.export.manifest import Manifest
+from payattn.export.onnx_graph import example_input, export_onnx
+from payattn.train import LoadedRun, load_run
+
+__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_precisions"]
+
+PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
+DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
+CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
+
+ProgressFn = Callable[[str], None]
+
+
+def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
+    """Validate precision names ("all" or a list / comma-separated string), in canonical order."""
+    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    names = [p.strip().lower() for p in items if p.strip()]
+    if names == ["all"]:
+        return list(PRECISIONS)
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        given = ", ".join(map(repr, unknown)) if unknown else "none"
+        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
+    return [p for p in PRECISIONS if p in names]
+
+
+def export(
+    run_dir: Path | str,
+    out_dir: Path | str,
+    precisions: str | Iterable[str] = DEFAULT_PRECISIONS,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> Manifest:
+    """Export and verify the model of `run_dir` into `out_dir`; return its manifest."""
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    chosen = parse_precisions(precisions)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PayattnError(f"{out_dir} exists and is not a directory; choose another --out")
+
+    with _step("loading the run dir", say):
+        run = load_run(Path(run_dir))
+    with _step(f"loading task {run.run_config.get('task')!r}", say):
+        dataset = load_task(run.run_config["task"], run.run_config.get("data_dir"))
+        data = prepare(dataset, run.tokenizer)
+
+    created, tmp = _make_temp_dir(out_dir)
+    try:
+        onnx_path = tmp / "model.onnx"
+        with _step("exporting ONNX", say):
+            export_onnx(run.model, run.config, onnx_path)
+            graph = onnx.load(str(onnx_path))
+        calibration = None
+        if "int8" in chosen:
+            pick = verify.choose(len(data.train_x), CALIBRATION_SAMPLES, seed=1)
+            calibration = data.train_x[pick]
+        with _step(f"converting to TFLite ({', '.join(chosen)})", say):
+            files = tflite.convert(onnx_path, tmp, chosen, calibration)
+        with _step("checking TFLite operators", say):
+            counts = {"onnx": ops.onnx_operator_counts(graph)}
+            for precision, path in files.items():
+                uses = ops.read_operators(path)
+                ops.require_builtin(path, uses, graph)
+                counts[precision] = ops.operator_counts(uses)
+                ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
+        with _step("verifying against PyTorch", say):
+            samples = verify.make_samples(run.config, data.test_x, data.test_y)
+            artifacts, summary = _verify(run, onnx_path, files, counts, samples, say)
+        with _step("writing the manifest", say):
+            if run.tokenizer is not None:
+                shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
+            summary["calibration_samples"] = 0 if calibration is None else len(calibration)
+            document = _manifest(run, dataset, artifacts, summary)
+            document["export_seconds"] = round(time.perf_counter() - started, 3)
+            manifest = Manifest(document)
+            manifest.write(tmp)
+        with _step(f"moving the artifacts into {out_dir}", say):
+            _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
+    return manifest
+
+
+@contextlib.contextmanager
+def _step(name: str, say: ProgressFn) -> Iterator[None]:
+    """Announce a step; turn any failure in it into one PayattnError that names the step."""
+    say(name)
+    try:
+        yield
+    except PayattnError as exc:
+        raise PayattnError(f"export failed while {name}: {exc}") from None
+    except Exception as exc:
+        raise PayattnError(f"export failed while {name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
+    """A fresh dir beside `out_dir` (same filesystem, so the final rename is atomic).
+
+    Returns the parent dirs this created, so a failed export can remove them again.
+    """
+    parent = out_dir.absolute().parent
+    missing = [p for p in [parent, *parent.parents] if not p.exists()][::-1]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return missing, Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+    except OSError as exc:
+        for p in reversed(missing):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise PayattnError(
+            f"cannot write to {parent} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished `tmp` to `out_dir`; an old `out_dir` is kept until that succeeds."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.absolute().parent))
+    os.replace(out_dir, old / out_dir.name)
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:
+        os.replace(old / out_dir.name, out_dir)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _verify(
+    run: LoadedRun, onnx_path: Path, files: dict[str, Path], counts: dict[str, dict[str, int]],
+    samples: verify.Samples, say: ProgressFn,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run each artifact on the samples; fail with every miss, or return the manifest entries
+    and a summary of what was checked. `counts` holds operator counts by precision, and "onnx"."""
+    cfg = run.config
+    x = np.concatenate([samples.random, samples.test_x])
+    reference = verify.torch_logits(run.model, x)
+    logit_scale = float(np.abs(reference).max())
+    torch_shape = tuple(example_input(cfg).shape)
+    candidates = [(onnx_path, "onnx", "fp32", verify.open_onnx(onnx_path), counts["onnx"])]
+    for precision, path in files.items():
+        candidates.append((path, "tflite", precision, verify.open_tflite(path, torch_shape), counts[precision]))
+
+    entries, problems = [], []
+    for path, fmt, precision, runner, op_counts in candidates:
+        say(f"verifying {path.name}")
+        figures = verify.check(precision, reference, verify.run_all(runner, x), samples)
+        problems += verify.failures(path.name, precision, figures, len(samples.test_x), logit_scale)
+        inputs = [_input_spec(spec, cfg, fmt) for spec in runner.inputs]
+        entries.append(mf.artifact_entry(path, fmt, precision, op_counts, inputs, runner.outputs, figures))
+    if problems:
+        raise PayattnError("verification failed: " + "; ".join(problems))
+    n_random = len(samples.random)
+    summary = {
+        "random_inputs": n_random, "test_samples": len(samples.test_x),
+        "test_split_size": samples.test_split_size,
+        "pytorch_test_accuracy": float((reference[n_random:].argmax(1) == samples.test_y).mean()),
+        "logit_scale": logit_scale,
+        "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
+        "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
+    }
+    return entries, summary
+
+
+def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str) -> dict[str, Any]:
+    """Complete an input's description the way an app needs it: layout, and the id range."""
+    spec = dict(spec)
+    if cfg.kind == "text":
+        spec.update(layout="tokens", low=0, high=cfg.vocab_size)
+    elif fmt == "onnx":
+        spec["layout"] = "NCHW"
+    return spec
+
+
+def _manifest(
+    run: LoadedRun, dataset: Dataset, artifacts: list[dict[str, Any]], verification: dict[str, Any],
+) -> dict[str, Any]:
+    cfg, cost = run.config, model_cost(run.config)
+    if cfg.kind == "vision":
+        tflite_layouts = {e["inputs"][0]["layout"] for e in artifacts if e["format"] == "tflite"}
+        preprocessing = {
+            "scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std),
+            # The layout an app feeds the TFLite files; model.onnx takes NCHW as PyTorch does.
+            "layout": tflite_layouts.pop() if len(tflite_layouts) == 1 else "NCHW",
+        }
+    else:
+        tokenizer = run.tokenizer
+        preprocessing = {
+            "tokenizer": "tokenizer.json", "max_length": tokenizer.max_length,
+            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "lowercase": True,
+        }
+    return {
+        "schema": mf.SCHEMA, "payattn_version": payattn.__version__, "created": mf.utc_now(),
+        "mechanism": cfg.mechanism, "task": run.run_config.get("task"),
+        "preset": run.run_config.get("preset"), "kind": cfg.kind, "config": cfg.to_dict(),
+        "params": sum(p.numel() for p in run.model.parameters()),
+        "attention_params": cost.attention_params, "flops": cost.flops,
+        "attention_flops": cost.attention_flops, "labels": list(dataset.labels),
+        "preprocessing": preprocessing, "artifacts": artifacts,
+        "verification": verification,
+        "versions": mf.versions(), "export_seconds": None,
+    }

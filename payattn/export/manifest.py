@@ -1,0 +1,111 @@
+"""manifest.json: everything an app or the benchmark needs to use an artifact dir correctly.
+
+The schema is the `payattn.manifest/1` contract shared with bench and report; this module
+builds its parts and reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from payattn.errors import PayattnError
+
+SCHEMA = "payattn.manifest/1"
+FILE = "manifest.json"
+# Distribution names, so reading versions never imports TensorFlow.
+_DISTRIBUTIONS = {
+    "torch": ("torch",), "onnx": ("onnx",), "onnxruntime": ("onnxruntime",),
+    "onnxslim": ("onnxslim",), "onnx2tf": ("onnx2tf",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"), "ai_edge_litert": ("ai-edge-litert",),
+}
+
+
+@dataclass
+class Manifest:
+    """A manifest document; `data` is the JSON object exactly as written."""
+
+    data: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        return self.data["artifacts"]
+
+    def artifact(self, precision: str, fmt: str = "tflite") -> dict[str, Any]:
+        """The entry of the `fmt` artifact at `precision` (the ONNX one is fp32)."""
+        for entry in self.artifacts:
+            if entry["format"] == fmt and entry["precision"] == precision:
+                return entry
+        have = ", ".join(f"{e['format']} {e['precision']}" for e in self.artifacts)
+        raise PayattnError(f"no {fmt} {precision} artifact in this manifest; it has {have}")
+
+    def write(self, directory: Path) -> Path:
+        path = Path(directory) / FILE
+        tmp = path.with_name(f".{FILE}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        """Read `path` (a manifest.json or the artifact dir holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILE
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PayattnError(f"cannot read {path} ({exc}); export again with `payattn export`") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise PayattnError(f"{path} is not a {SCHEMA} manifest; export again with `payattn export`")
+        return cls(data)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the toolchain that produced (and verified) the artifacts."""
+    found: dict[str, str | None] = {}
+    for key, names in _DISTRIBUTIONS.items():
+        found[key] = None
+        for name in names:
+            try:
+                found[key] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return found
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_entry(
+    path: Path, fmt: str, precision: str, operator_counts: dict[str, int],
+    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], figures: dict[str, Any],
+) -> dict[str, Any]:
+    """One `artifacts` item; `figures` holds `parity` and `test_accuracy` from verify.check."""
+    return {
+        "file": path.name, "format": fmt, "precision": precision,
+        "bytes": path.stat().st_size, "sha256": sha256(path),
+        "operators": sorted(operator_counts), "operator_count": sum(operator_counts.values()),
+        "operator_counts": operator_counts,
+        "inputs": inputs, "outputs": outputs,
+        "parity": figures["parity"], "test_accuracy": figures["test_accuracy"],
+    }

@@ -1,0 +1,119 @@
+"""Read a .tflite flatbuffer's operators, enforce builtin-only, and tidy its tensor names.
+
+An app that links the plain LiteRT runtime can run only builtin operators: a custom or Flex
+(TensorFlow select) operator would need an extra delegate library. So every exported .tflite
+is read back and any operator outside the builtin set fails the export, naming it, the
+tensor it writes and the ONNX nodes it most likely comes from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import flatbuffers
+import onnx
+from ai_edge_litert import schema_py_generated as schema
+
+from payattn.errors import PayattnError
+
+_BUILTIN_NAMES = {
+    value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+}
+
+
+@dataclass(frozen=True)
+class OperatorUse:
+    """One operator instance: its name, whether it is builtin, and a tensor it writes."""
+
+    name: str
+    builtin: bool
+    output: str
+
+
+def _opcode_name(code: schema.OperatorCode) -> tuple[str, bool]:
+    # Older files fill only the 8-bit deprecated field, newer ones both: the larger is right.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        custom = code.CustomCode()
+        return (custom.decode() if custom else "CUSTOM"), False
+    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), True
+
+
+def read_operators(path: Path) -> list[OperatorUse]:
+    """Every operator of every subgraph of a .tflite file, in execution order."""
+    data = Path(path).read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise PayattnError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    model = schema.Model.GetRootAs(data, 0)
+    codes = [_opcode_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())]
+    uses = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            name, builtin = codes[op.OpcodeIndex()]
+            output = b""
+            if op.OutputsLength() and op.Outputs(0) >= 0:
+                output = graph.Tensors(op.Outputs(0)).Name() or b""  # exports drop most names
+            uses.append(OperatorUse(name, builtin, output.decode(errors="replace")))
+    return uses
+
+
+def operator_counts(uses: list[OperatorUse]) -> dict[str, int]:
+    """Operator name -> number of instances, sorted by name."""
+    return dict(sorted(Counter(u.name for u in uses).items()))
+
+
+def onnx_operator_counts(graph: onnx.ModelProto) -> dict[str, int]:
+    """ONNX op type -> number of nodes, sorted by name."""
+    return dict(sorted(Counter(node.op_type for node in graph.graph.node).items()))
+
+
+def require_builtin(path: Path, uses: list[OperatorUse], graph: onnx.ModelProto | None = None) -> None:
+    """Fail unless every operator is builtin, naming each offender, the tensor it writes and,
+    when `graph` is the source ONNX model, the ONNX nodes of the matching type (a Flex
+    operator is named after the TensorFlow op it wraps, e.g. FlexErf for Erf)."""
+    bad = sorted({(u.name, u.output) for u in uses if not u.builtin})
+    if not bad:
+        return
+    found = []
+    for name, output in bad:
+        where = f"writes {output or '?'}"
+        core = name.removeprefix("Flex").lower()
+        nodes = [n.name or n.op_type for n in graph.graph.node if n.op_type.lower() == core] if graph else []
+        if nodes:
+            where += f"; from ONNX node {', '.join(nodes)}"
+        found.append(f"{name} ({where})")
+    raise PayattnError(
+        f"{Path(path).name} contains non-builtin operators, which the plain LiteRT runtime "
+        f"cannot run: {'; '.join(found)}. Express that operation with builtin TFLite "
+        f"operations (see payattn/models.py and payattn/attention.py)"
+    )
+
+
+def strip_tensor_names(path: Path, output_names: list[str]) -> None:
+    """Drop the converter's internal tensor names, keep the input names, name the outputs.
+
+    The names (long TensorFlow scopes such as "model/tf.linalg.matmul_3/MatMul;...") are
+    debugging text only, yet make up several percent of a small model's file; the outputs
+    get the ONNX graph's names instead of the converter's "Identity". Call this after
+    `require_builtin`, whose messages quote the names.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for graph in model.subgraphs:
+        for index, tensor in enumerate(graph.tensors):
+            if index not in graph.inputs:
+                tensor.name = None
+    main = model.subgraphs[0]  # the entry point; others would be control-flow bodies
+    for index, name in zip(main.outputs, output_names, strict=True):
+        main.tensors[index].name = name.encode()
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(bytes(builder.Output()))
+    os.replace(tmp, path)

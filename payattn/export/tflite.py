@@ -1,0 +1,160 @@
+"""ONNX -> TFLite (fp32, fp16, dynamic-int8, int8) through onnx2tf, in a child process.
+
+onnx2tf rebuilds the ONNX graph as a Keras model; the TFLite converter then writes one
+flatbuffer per precision. This runs in a child Python process: TensorFlow's import, memory
+and log noise stay out of the caller, and any crash becomes one clean error here. The child
+runs this file as a script, so it imports neither torch nor the rest of payattn.export.
+
+Select TF ops are allowed during conversion on purpose: a graph that needs one then converts
+into a file whose Flex operator `payattn.export.ops.require_builtin` names, instead of an
+opaque converter failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from payattn.errors import PayattnError
+
+TFLITE_FILES = {
+    "fp32": "model_fp32.tflite",
+    "fp16": "model_fp16.tflite",
+    "dynamic-int8": "model_dynamic_int8.tflite",
+    "int8": "model_int8.tflite",
+}
+# Lines of the child's output quoted in an error: enough to show onnx2tf's own diagnosis.
+_ERROR_TAIL_LINES = 15
+
+
+def convert(
+    onnx_path: Path, out_dir: Path, precisions: list[str], calibration: np.ndarray | None
+) -> dict[str, Path]:
+    """Write one .tflite per precision into `out_dir`; return precision -> path.
+
+    `calibration`: real training inputs in the ONNX model's layout, batch axis first; needed
+    for "int8" only (its activation ranges come from them).
+    """
+    if "int8" in precisions and (calibration is None or not len(calibration)):
+        raise PayattnError("int8 export needs calibration samples from the training split")
+    work = out_dir / ".tflite-work"
+    work.mkdir()
+    job: dict[str, Any] = {
+        "onnx": str(onnx_path), "out_dir": str(out_dir), "work": str(work),
+        "precisions": list(precisions), "calibration": None,
+    }
+    if "int8" in precisions:
+        np.save(work / "calibration.npy", calibration)
+        job["calibration"] = str(work / "calibration.npy")
+    job_path = work / "job.json"
+    job_path.write_text(json.dumps(job))
+    package_root = str(Path(__file__).resolve().parents[2])  # where `import payattn` resolves
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS="1",
+               CUDA_VISIBLE_DEVICES="-1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    # -P: this file's own folder stays off sys.path, so ops.py or verify.py shadow nothing.
+    proc = subprocess.run(
+        [sys.executable, "-P", str(Path(__file__).resolve()), str(job_path)],
+        capture_output=True, text=True, env=env,
+    )
+    result_path = work / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0 or "files" not in result:
+        detail = result.get("error") or _tail(proc.stderr + proc.stdout)
+        raise PayattnError(f"onnx2tf/TFLite conversion of {onnx_path.name} failed: {detail}")
+    return {precision: out_dir / name for precision, name in result["files"].items()}
+
+
+def _tail(text: str) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # onnx2tf colours its messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-_ERROR_TAIL_LINES:]) or "the converter exited without a message"
+
+
+# ---- child process -------------------------------------------------------------------------
+
+
+def _child(job: dict[str, Any]) -> dict[str, Any]:
+    """Build the Keras model with onnx2tf, then convert it once per requested precision."""
+    import onnx2tf  # sets TensorFlow's logging before importing it
+    import tensorflow as tf
+
+    model = onnx2tf.convert(
+        input_onnx_file_path=job["onnx"],
+        output_folder_path=str(Path(job["work"]) / "saved_model"),
+        not_use_onnxsim=True,  # payattn already simplified the graph with onnxslim
+        disable_model_save=True,  # only the in-memory Keras model is needed
+        replace_to_pseudo_operators=["erf"],  # exact GELU would otherwise need FlexErf
+        verbosity="error",
+    )
+    if model is None:
+        raise RuntimeError("onnx2tf returned no model")
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    concrete = tf.function(lambda *xs: model(xs), input_signature=specs).get_concrete_function()
+
+    calibration = None
+    if job["calibration"]:
+        calibration = _to_model_layout(np.load(job["calibration"]), tuple(specs[0].shape))
+    files = {}
+    for precision in job["precisions"]:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS,
+        ]
+        if precision == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif precision == "dynamic-int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif precision == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS,
+            ]
+            # Inputs and outputs stay float32 (or int32 token ids): the app feeds the same
+            # tensors to every precision.
+        name = TFLITE_FILES[precision]
+        data = converter.convert()
+        tmp = Path(job["out_dir"]) / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, Path(job["out_dir"]) / name)
+        files[precision] = name
+    return {"files": files}
+
+
+def _to_model_layout(samples: np.ndarray, model_shape: tuple[int, ...]) -> np.ndarray:
+    """Calibration samples come in ONNX layout (NCHW images); onnx2tf's input may be NHWC."""
+    if samples.ndim == 4 and tuple(samples.shape[1:]) != tuple(model_shape[1:]):
+        samples = samples.transpose(0, 2, 3, 1)
+    if tuple(samples.shape[1:]) != tuple(model_shape[1:]):
+        raise RuntimeError(
+            f"calibration samples {list(samples.shape[1:])} do not fit the converted input "
+            f"{list(model_shape)}"
+        )
+    return np.ascontiguousarray(samples)
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    result_path = Path(job["work"]) / "result.json"
+    try:
+        result = _child(job)
+    except Exception as exc:  # every failure is reported to the parent as one message
+        message = f"{type(exc).__name__}: {exc}".strip()
+        result = {"error": " ".join(message.split())[:2000]}
+    result_path.write_text(json.dumps(result))
+    return 0 if "files" in result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

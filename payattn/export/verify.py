@@ -1,0 +1,171 @@
+"""Run every exported artifact beside the PyTorch model and hold it to fixed tolerances.
+
+Each artifact sees the same inputs as PyTorch: a few random ones (shapes and values an app
+might send) and real samples of the task's test split. Recorded per artifact: the largest
+absolute logit difference, the top-1 agreement with PyTorch and the test accuracy. Float
+artifacts must match the logits closely; int8 ones must pick the same class almost always.
+Any miss fails the export with the figures, so no artifact ships unverified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from payattn.errors import PayattnError
+from payattn.models import ModelConfig
+
+# Max abs logit difference allowed against PyTorch, by precision (ONNX counts as fp32).
+MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 1e-2}
+# fp16 stores weights with an 11-bit mantissa, so its logit error grows with the logits:
+# its limit is 1e-2 per unit of the largest |logit| (never below 1e-2). A trained mnist-5k
+# model with logits near 11 shows fp16 differences of 0.011, with all top-1 classes equal.
+SCALED_BY_LOGITS = ("fp16",)
+# Share of test samples whose top-1 class must match PyTorch's, by precision.
+MIN_TOP1_AGREEMENT = {"dynamic-int8": 0.98, "int8": 0.98}
+RANDOM_INPUTS = 8
+MAX_TEST_SAMPLES = 1000  # enough for 0.1% resolution on agreement and accuracy
+THREADS = 1  # deterministic, and fair to other processes on small machines
+
+
+@dataclass
+class Samples:
+    """Verification inputs in the PyTorch layout, batch axis first."""
+
+    random: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    test_split_size: int
+
+
+@dataclass
+class Runner:
+    """One loaded artifact: its app-facing tensors, and a batch-1 call in PyTorch layout."""
+
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    run: Callable[[np.ndarray], np.ndarray]
+
+
+def choose(n_total: int, n: int, seed: int) -> np.ndarray:
+    """`n` distinct indices of `n_total`, seeded and sorted: a reproducible spread-out subset."""
+    if n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+
+
+def make_samples(cfg: ModelConfig, test_x: np.ndarray, test_y: np.ndarray,
+                 max_test: int = MAX_TEST_SAMPLES, seed: int = 0) -> Samples:
+    """Random inputs of the model's shape, plus up to `max_test` test samples."""
+    rng = np.random.default_rng(seed)
+    if cfg.kind == "vision":
+        shape = (RANDOM_INPUTS, cfg.channels, cfg.image_size, cfg.image_size)
+        random = rng.standard_normal(shape).astype(np.float32)  # normalised-pixel scale
+    else:
+        random = rng.integers(1, cfg.vocab_size, (RANDOM_INPUTS, cfg.context_length)).astype(np.int32)
+        lengths = rng.integers(1, cfg.context_length + 1, RANDOM_INPUTS)
+        lengths[0] = cfg.context_length  # one sequence without padding
+        for row, length in enumerate(lengths):
+            random[row, length:] = cfg.pad_id
+    keep = choose(len(test_x), max_test, seed)
+    return Samples(random, test_x[keep], test_y[keep], len(test_x))
+
+
+@torch.no_grad()
+def torch_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    return np.concatenate([
+        model(torch.from_numpy(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)
+    ])
+
+
+def open_onnx(path: Path) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    dtype = {"tensor(float)": "float32", "tensor(int32)": "int32"}
+    inputs = [{"name": t.name, "shape": list(t.shape), "dtype": dtype.get(t.type, t.type)}
+              for t in session.get_inputs()]
+    outputs = [{"name": t.name, "shape": list(t.shape), "dtype": dtype.get(t.type, t.type)}
+               for t in session.get_outputs()]
+    return Runner(inputs, outputs, lambda x: session.run(None, {name: x})[0])
+
+
+def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> Runner:
+    """Load with LiteRT; an NHWC image input gets PyTorch's NCHW samples transposed."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=THREADS)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    shape = tuple(int(d) for d in inp["shape"])
+    nhwc = len(torch_shape) == 4 and shape == tuple(torch_shape[i] for i in (0, 2, 3, 1))
+    if not nhwc and shape != tuple(torch_shape):
+        raise PayattnError(f"{path.name} takes input shape {list(shape)}, which is neither the "
+                           f"model's {list(torch_shape)} nor its NHWC form")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x))
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"]).copy()
+
+    layout = "NHWC" if nhwc else ("NCHW" if len(shape) == 4 else "tokens")
+    inputs = [{"name": inp["name"], "shape": list(shape), "dtype": np.dtype(inp["dtype"]).name,
+               "layout": layout}]
+    outputs = [{"name": out["name"], "shape": [int(d) for d in out["shape"]],
+                "dtype": np.dtype(out["dtype"]).name}]
+    return Runner(inputs, outputs, run)
+
+
+def run_all(runner: Runner, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([runner.run(x[i:i + 1]) for i in range(len(x))])
+
+
+def check(precision: str, reference: np.ndarray, logits: np.ndarray, samples: Samples) -> dict[str, Any]:
+    """Parity figures and test accuracy of one artifact, given its logits on all samples.
+
+    `reference` and `logits` hold the random inputs first, then the test samples.
+    """
+    n_random = len(samples.random)
+    test_ref, test_out = reference[n_random:], logits[n_random:]
+    return {
+        "parity": {
+            "max_abs_diff": float(np.abs(logits - reference).max()),
+            "top1_agreement": float((test_out.argmax(1) == test_ref.argmax(1)).mean()),
+            "samples": int(len(logits)),
+        },
+        "test_accuracy": float((test_out.argmax(1) == samples.test_y).mean()),
+    }
+
+
+def tolerance(precision: str, logit_scale: float) -> float | None:
+    """Max abs logit difference allowed at `precision`; `logit_scale` = largest |PyTorch logit|."""
+    limit = MAX_ABS_DIFF.get(precision)
+    if limit is not None and precision in SCALED_BY_LOGITS:
+        limit *= max(1.0, logit_scale)
+    return limit
+
+
+def failures(file: str, precision: str, figures: dict[str, Any], test_samples: int,
+             logit_scale: float) -> list[str]:
+    """The checks this artifact misses, each with its figures; empty when it passes."""
+    parity, problems = figures["parity"], []
+    limit = tolerance(precision, logit_scale)
+    if limit is not None and not parity["max_abs_diff"] <= limit:  # NaN fails too
+        problems.append(f"{file}: max abs logit difference {parity['max_abs_diff']:.3g} vs PyTorch "
+                        f"exceeds the {precision} tolerance {limit:.3g}")
+    floor = MIN_TOP1_AGREEMENT.get(precision)
+    if floor is not None and not parity["top1_agreement"] >= floor:
+        problems.append(f"{file}: top-1 agreement with PyTorch {parity['top1_agreement']:.2%} is "
+                        f"below {floor:.0%} on {test_samples} test samples")
+    return problems
