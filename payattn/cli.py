@@ -476,7 +476,7 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), help="Everything is written here: runs/, artifacts/, results.jsonl, report/."),
     text: bool = typer.Option(False, "--text", help="Also run the movie-reviews text task."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs; default: each task's."),
-    precision: str = typer.Option("fp32,fp16,dynamic-int8,int8", help="Precisions to export and bench."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8", help="Precisions to export and bench (int8 too: add it, or all)."),
     runs: int = typer.Option(50, help="Measured runs per artifact, at least."),
     min_seconds: float = typer.Option(1.0, help="Measured seconds per artifact, at least."),
     force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),

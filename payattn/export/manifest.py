@@ -6,7 +6,6 @@ builds its parts and reads it back.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from payattn.errors import PayattnError
+from payattn.runtime.artifacts import sha256_file
 
 SCHEMA = "payattn.manifest/1"
 FILE = "manifest.json"
@@ -88,14 +88,6 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def artifact_entry(
     path: Path, fmt: str, precision: str, operator_counts: dict[str, int],
     inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], figures: dict[str, Any],
@@ -103,7 +95,7 @@ def artifact_entry(
     """One `artifacts` item; `figures` holds `parity` and `test_accuracy` from verify.check."""
     return {
         "file": path.name, "format": fmt, "precision": precision,
-        "bytes": path.stat().st_size, "sha256": sha256(path),
+        "bytes": path.stat().st_size, "sha256": sha256_file(path),
         "operators": sorted(operator_counts), "operator_count": sum(operator_counts.values()),
         "operator_counts": operator_counts,
         "inputs": inputs, "outputs": outputs,
