@@ -31,6 +31,9 @@ DEFAULT_EPOCHS = {"mnist-5k": 15, "movie-reviews": 5, "amazon-reviews": 8}
 FALLBACK_EPOCHS = 10  # the paper's setting for its full datasets
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
+# Vision batches are moved by up to this many pixels (a cyclic shift, one per batch): with
+# 4,000 training digits, a one-head model otherwise overfits (98% train, 88% test).
+MAX_SHIFT = 1
 
 # Called after every optimiser step with (steps done, total steps, latest loss).
 ProgressFn = Callable[[int, int, float], None]
@@ -57,6 +60,12 @@ def make_tokenizer(
     p = get_preset(preset)
     return Tokenizer.fit(dataset.train_x, max_vocab=max_vocab or p.vocab_size,
                          max_length=context_length or p.context_length)
+
+
+def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Move a batch of NCHW images by up to MAX_SHIFT pixels each way (the same for the batch)."""
+    dy, dx = torch.randint(-MAX_SHIFT, MAX_SHIFT + 1, (2,), generator=generator).tolist()
+    return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
 
 
 @torch.no_grad()
@@ -133,7 +142,10 @@ def train(
         perm = torch.randperm(n, generator=order)
         for start in range(0, n, BATCH_SIZE):
             idx = perm[start:start + BATCH_SIZE]
-            loss = nn.functional.cross_entropy(model(train_x[idx]), train_y[idx])
+            xb = train_x[idx]
+            if cfg.kind == "vision":
+                xb = shift_images(xb, order)
+            loss = nn.functional.cross_entropy(model(xb), train_y[idx])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -155,6 +167,7 @@ def train(
     run_config = {
         "task": task, "preset": preset, "mechanism": mechanism, "seed": seed, "epochs": epochs,
         "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+        "max_shift": MAX_SHIFT if cfg.kind == "vision" else 0,
         "data_dir": str(data_dir) if data_dir else None, "model": cfg.to_dict(),
     }
     write_run_dir(out, model, run_config, metrics, tokenizer)
