@@ -175,15 +175,17 @@ def print_headlines(results: Any) -> None:
     """The report's Table 5-style headline tables, in the terminal."""
     from payattn.report import headline_tables
 
+    # Piped output (a log, CI) is not wrapped to 80 columns: the table is wide.
+    out = console if console.is_terminal else Console(width=240)
     for t in headline_tables(results):
         table = Table(title=t.title)
         for i, col in enumerate(t.columns):
             table.add_column(col, justify="left" if i in t.left else "right")
         for row in t.rows:
             table.add_row(*row)
-        console.print(table)
+        out.print(table)
         if t.note:
-            console.print(t.note, style="dim")
+            out.print(t.note, style="dim")
 
 
 @app.command()
