@@ -14,11 +14,9 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from payattn import __version__
 from payattn.devices.base import (
     DEFAULT_TIMEOUT_S,
     BenchRun,
@@ -36,7 +34,7 @@ from payattn.devices.registry import DeviceSpec
 from payattn.runtime import RuntimeJobError, validate_result
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.env import git_commit
-from payattn.runtime.results import RESULT_SCHEMA
+from payattn.runtime.results import artifact_fields
 
 DEFAULT_REMOTE_DIR = "/data/local/tmp/payattn"
 SECTION = "==payattn=="
@@ -292,21 +290,12 @@ class AdbDevice:
         return text
 
     def _result(self, artifact, parsed, threads: int, device: dict, commit: str | None) -> dict[str, Any]:
-        manifest = artifact.manifest
         first_ms = parsed.first_inference_ms
         if parsed.init_ms is None or first_ms is None:
             raise DeviceError(self.spec.name, f"benchmark_model printed no 'Inference timings in us' line for "
                                               f"{artifact.path.name}; use a newer benchmark_model ({BUILD_HINT})")
         result = {
-            "schema": RESULT_SCHEMA,
-            "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "payattn_version": __version__,
-            "git_commit": commit,
-            "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
-                         "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision},
-            **{key: manifest[key]
-               for key in ("mechanism", "task", "preset", "params", "attention_params", "flops")},
-            "test_accuracy": artifact.entry.get("test_accuracy"),
+            **artifact_fields(artifact, commit),
             "runtime": {"name": "benchmark_model", "version": parsed.version or "unknown",
                         "graph_optimization": None},
             "device": device,

@@ -46,20 +46,26 @@ CHOICES = {"schema": (RESULT_SCHEMA,), "artifact.format": tuple(FORMAT_RUNTIME),
            "artifact.precision": PRECISIONS, "runtime.name": RUNTIME_NAMES, "device.kind": DEVICE_KINDS}
 
 
-def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], git_commit: str | None,
-                 warmup_runs: int, samples_ms: Sequence[float], first_inference_ms: float,
-                 peak_memory_bytes: int | None, harness_overhead_ms: float | None) -> dict[str, Any]:
-    """One measurement as a result line; validated, so a schema slip fails here, not in the report."""
-    manifest = artifact.manifest
-    result = {
+def artifact_fields(artifact: Artifact, git_commit: str | None) -> dict[str, Any]:
+    """The head of every result line, whatever tool measured it: when, which code, which artifact."""
+    return {
         "schema": RESULT_SCHEMA,
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "payattn_version": __version__,
         "git_commit": git_commit,
         "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
                      "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision},
-        **{key: manifest[key] for key in MANIFEST_FIELDS},
+        **{key: artifact.manifest[key] for key in MANIFEST_FIELDS},
         "test_accuracy": artifact.entry.get("test_accuracy"),
+    }
+
+
+def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], git_commit: str | None,
+                 warmup_runs: int, samples_ms: Sequence[float], first_inference_ms: float,
+                 peak_memory_bytes: int | None, harness_overhead_ms: float | None) -> dict[str, Any]:
+    """One measurement as a result line; validated, so a schema slip fails here, not in the report."""
+    result = {
+        **artifact_fields(artifact, git_commit),
         "runtime": {"name": runner.runtime, "version": runner.version,
                     "graph_optimization": runner.graph_optimization},
         "device": device,
