@@ -31,11 +31,11 @@ from payattn.export import manifest as mf
 from payattn.export import ops, tflite, verify
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
+from payattn.runtime.artifacts import PRECISIONS
 from payattn.train import LoadedRun, load_run
 
 __all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_precisions"]
 
-PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
 DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
 

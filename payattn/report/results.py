@@ -15,12 +15,14 @@ from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
+from payattn.runtime.artifacts import PRECISIONS
+from payattn.runtime.results import DEVICE_KINDS, RESULT_SCHEMA, RUNTIME_NAMES
+from payattn.runtime.runners import FORMAT_RUNTIME
 
-SCHEMA = "payattn.result/1"
-PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
-FORMATS = ("onnx", "tflite")
-DEVICE_KINDS = ("local", "ssh", "adb")
-RUNTIMES = ("onnxruntime", "litert", "benchmark_model")
+# The vocabulary of a result line is the writer's (payattn.runtime); only its checks differ here.
+SCHEMA = RESULT_SCHEMA
+FORMATS = tuple(FORMAT_RUNTIME)
+RUNTIMES = RUNTIME_NAMES
 PERCENTILES = ("mean", "std", "min", "p10", "p50", "p90", "p99", "max")
 # TFLite's benchmark_model (Android) prints only avg/std/min/max, sometimes a median: its lines
 # carry null for the percentiles it did not print.
