@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from payattn.runtime.artifacts import PRECISIONS, load_manifest
+from payattn.runtime.artifacts import load_manifest
+from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.env import git_commit
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.job import run_job

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from schema_check import assert_valid
 from tiny_artifacts import write_manifest
 
 from payattn.devices import AdbDevice, AdbSettings, DeviceError, add_adb_device, get_device, run_on_devices
@@ -307,6 +308,7 @@ def test_adb_bench_command_sequence_and_results(phone, tflite_job):
     assert run.bytes_copied == sum(Path(p).stat().st_size for p in [spec.benchmark_model, *tflites])
     result = run.results[0]
     validate_result(result)
+    assert_valid(result, "result")
     assert result["device"] == {"name": "pixel", "kind": "adb", "cpu": "GS201 (Pixel 7)", "cores": 8,
                                 "os": "Android 14", "arch": "arm64-v8a", "memory_bytes": 7857140 * 1024}
     assert result["runtime"] == {"name": "benchmark_model", "version": "2.15.0", "graph_optimization": None}

@@ -18,6 +18,7 @@ import onnx
 import pytest
 import torch
 from ai_edge_litert import schema_py_generated as schema
+from schema_check import assert_valid
 
 from payattn.data import load_task, prepare
 from payattn.errors import PayattnError
@@ -85,6 +86,7 @@ def test_export_is_verified_and_complete(workdir: Path, task: str, mechanism: st
     expected = files | {"manifest.json"} | ({"tokenizer.json"} if task != "mnist-5k" else set())
     assert {p.name for p in out.iterdir()} == expected  # the stale file went with --force
     assert Manifest.load(out).data == manifest.data
+    assert_valid(json.loads((out / "manifest.json").read_text()), "manifest")
     assert steps[0] == "loading the run dir" and any(s.startswith("verifying model_fp32") for s in steps)
 
     entries = {(a["format"], a["precision"]): a for a in manifest.artifacts}
@@ -350,7 +352,7 @@ def test_failed_verification_names_the_figures_and_leaves_nothing(
 
 def test_manifest_load_rejects_other_documents(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"schema": "something/2"}))
-    with pytest.raises(PayattnError, match="not a payattn.manifest/1 manifest"):
+    with pytest.raises(PayattnError, match="has schema 'something/2', expected 'payattn.manifest/1'"):
         Manifest.load(tmp_path)
-    with pytest.raises(PayattnError, match="cannot read"):
+    with pytest.raises(PayattnError, match="has no manifest.json"):
         Manifest.load(tmp_path / "missing.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def line(mech: str, device: str, runtime: str, fmt: str, precision: str, file: s
     return {
         "schema": "payattn.result/1", "timestamp": f"2025-01-02T10:{minute:02d}:00Z",
         "payattn_version": "0.1.0", "git_commit": "0123456789abcdef0123",
-        "artifact": {"path": f"/art/{task}/{mech}/{file}", "file": file, "sha256": f"{mech}{file}".ljust(64, "0"),
+        "artifact": {"path": f"/art/{task}/{mech}/{file}", "file": file, "sha256": hashlib.sha256(f"{mech}{file}".encode()).hexdigest(),
                      "bytes": size, "format": fmt, "precision": precision},
         "mechanism": mech, "task": task, "preset": preset, "params": PARAMS[mech],
         "attention_params": PARAMS[mech] // 4, "flops": FLOPS[mech],
@@ -226,14 +227,14 @@ def _broken(key: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("second, message", [
     ("{not json", "results.jsonl:3: not valid JSON"),
     ('{"a": 1', "results.jsonl:3: not valid JSON"),
-    ("[1, 2]", "results.jsonl:3: a JSON list instead of an object"),
+    ("[1, 2]", "results.jsonl:3: the document must be object, got array [1, 2]"),
     (json.dumps(_broken("schema", "payattn.result/0")), "results.jsonl:3: schema is 'payattn.result/0'"),
-    (json.dumps(_broken("latency_ms.p50", KeyError)), "results.jsonl:3: missing key 'latency_ms.p50'"),
-    (json.dumps(_broken("threads", "1")), "results.jsonl:3: threads is string '1', expected integer"),
-    (json.dumps(_broken("latency_ms.p90", -1.0)), "results.jsonl:3: latency_ms.p90 is -1.0"),
-    (json.dumps(_broken("artifact.precision", "fp8")), "results.jsonl:3: artifact.precision is 'fp8'"),
+    (json.dumps(_broken("latency_ms.p50", KeyError)), "results.jsonl:3: key 'latency_ms.p50' is missing"),
+    (json.dumps(_broken("threads", "1")), "results.jsonl:3: key 'threads' must be integer, got string '1'"),
+    (json.dumps(_broken("latency_ms.p90", -1.0)), "results.jsonl:3: key 'latency_ms.p90' must be ≥ 0, got -1.0"),
+    (json.dumps(_broken("artifact.precision", "fp8")), "results.jsonl:3: key 'artifact.precision' must be one of fp32"),
     (json.dumps(_broken("mechanism", "linear")), "results.jsonl:3: mechanism is 'linear'"),
-    (json.dumps(_broken("timestamp", "yesterday")), "results.jsonl:3: timestamp 'yesterday'"),
+    (json.dumps(_broken("timestamp", "yesterday")), "results.jsonl:3: key 'timestamp' must be an ISO 8601 date-time, got 'yesterday'"),
 ])
 def test_bad_lines_name_file_and_line(tmp_path: Path, second: str, message: str) -> None:
     good = json.dumps(line("standard", "laptop", "onnxruntime", "onnx", "fp32", "model.onnx"))
@@ -367,5 +368,5 @@ def test_plot_draws_no_whisker_without_percentiles(tmp_path: Path, monkeypatch) 
 def test_mean_and_max_stay_required() -> None:
     record = adb_line("standard")
     record["latency_ms"]["mean"] = None
-    with pytest.raises(PayattnError, match=r"results:1: latency_ms.mean is null None, expected number"):
+    with pytest.raises(PayattnError, match=r"results:1: key 'latency_ms.mean' must be number, got null None"):
         headline_tables([record])

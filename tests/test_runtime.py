@@ -246,19 +246,22 @@ def _broken(line: dict, dotted: str, value) -> dict:
 
 @pytest.mark.parametrize("dotted,value,message", [
     ("latency_ms.p50", KeyError, "key 'latency_ms.p50' is missing"),
-    ("threads", "1", "key 'threads' must be int"),
-    ("runs", True, "key 'runs' must be int"),
-    ("init_ms", float("nan"), "key 'init_ms' must be finite"),
+    ("threads", "1", "key 'threads' must be integer, got string '1'"),
+    ("runs", True, "key 'runs' must be integer, got boolean True"),
+    ("init_ms", float("nan"), "key 'init_ms' must be a finite number"),
     ("device.kind", "usb", "key 'device.kind' must be one of local, ssh, adb"),
-    ("runtime.name", "tvm", "key 'runtime.name' must be one of"),
-    ("schema", "payattn.result/2", "key 'schema' must be one of payattn.result/1"),
-    ("device", "laptop", "device must be a JSON object"),
-    ("artifact.colour", "red", "key 'artifact.colour' is not in schema"),
-    ("git_commit", 12, "key 'git_commit' must be str/null"),
-    ("latency_ms.mean", None, "key 'latency_ms.mean' must be int/float, got None"),
-    ("latency_ms.max", None, "key 'latency_ms.max' must be int/float, got None"),
-    ("latency_ms.p50", "1.2", "key 'latency_ms.p50' must be int/float/null"),
-    ("latency_ms.p90", float("inf"), "key 'latency_ms.p90' must be finite"),
+    ("runtime.name", "tvm", "key 'runtime.name' must be one of onnxruntime, litert, benchmark_model"),
+    ("schema", "payattn.result/2", "key 'schema' must be 'payattn.result/1'"),
+    ("device", "laptop", "key 'device' must be object"),
+    ("artifact.colour", "red", "key 'artifact.colour' is not in payattn.result/1"),
+    ("git_commit", 12, "key 'git_commit' must be string or null"),
+    ("latency_ms.mean", None, "key 'latency_ms.mean' must be number, got null None"),
+    ("latency_ms.max", None, "key 'latency_ms.max' must be number, got null None"),
+    ("latency_ms.p50", "1.2", "key 'latency_ms.p50' must be number or null"),
+    ("latency_ms.p90", float("inf"), "key 'latency_ms.p90' must be a finite number"),
+    ("latency_ms.p90", -0.5, "key 'latency_ms.p90' must be ≥ 0"),
+    ("artifact.sha256", "abc", "key 'artifact.sha256' must match"),
+    ("timestamp", "yesterday", "key 'timestamp' must be an ISO 8601 date-time"),
 ])
 def test_validate_result_names_the_offending_key(result_line, dotted, value, message):
     with pytest.raises(RuntimeJobError, match=re.escape(message)):
@@ -299,14 +302,15 @@ def test_run_job_skips_artifacts_of_other_runtimes(dirs):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"runs": 0}, "job key 'runs' must be an integer ≥ 1"),
-    ({"threads": [0]}, 'job key "threads" must be a non-empty list of positive integers'),
-    ({"runtimes": ["tvm"]}, "unknown runtime 'tvm'"),
-    ({"device": {"name": "pi", "kind": "usb"}}, 'job key "device" must be'),
-    ({"min_seconds": -1}, "job key 'min_seconds' must be a number of seconds ≥ 0"),
-    ({"artifacts": []}, 'job key "artifacts" must be a non-empty list'),
-    ({"graph_optimization": "O3"}, "unknown graph optimisation level 'O3'"),
-    ({"git_commit": 7}, 'job key "git_commit" must be a string or null'),
+    ({"runs": 0}, "job: key 'runs' must be ≥ 1, got 0"),
+    ({"threads": [0]}, "job: key 'threads[0]' must be ≥ 1, got 0"),
+    ({"runtimes": ["tvm"]}, "job: key 'runtimes[0]' must be one of onnxruntime, litert, got 'tvm'"),
+    ({"device": {"name": "pi", "kind": "usb"}}, "job: key 'device.kind' must be one of local, ssh, adb"),
+    ({"min_seconds": -1}, "job: key 'min_seconds' must be ≥ 0, got -1"),
+    ({"artifacts": []}, "job: key 'artifacts' must have at least 1 item(s)"),
+    ({"graph_optimization": "O3"}, "job: key 'graph_optimization' must be one of ORT_DISABLE_ALL"),
+    ({"git_commit": 7}, "job: key 'git_commit' must be string or null, got integer 7"),
+    ({"colour": "red"}, "job: key 'colour' is not in a benchmark job"),
 ])
 def test_run_job_rejects_a_malformed_job(dirs, change, message):
     with pytest.raises(RuntimeJobError, match=re.escape(message)):

@@ -26,13 +26,16 @@ def write_manifest(directory: Path, mechanism: str, kind: str, inputs: dict[str,
         fmt = "onnx" if file.endswith(".onnx") else "tflite"
         artifacts.append({
             "file": file, "format": fmt, "precision": "fp32", "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "operators": [], "operator_count": 0,
+            "sha256": hashlib.sha256(data).hexdigest(), "operators": [], "operator_count": 0, "operator_counts": {},
             "inputs": spec, "outputs": [{"name": "logits", "shape": [1, 5], "dtype": "float32"}],
             "parity": {"max_abs_diff": 0.0, "top1_agreement": 1.0, "samples": 1}, "test_accuracy": 0.5})
     manifest = {"schema": "payattn.manifest/1", "payattn_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
                 "mechanism": mechanism, "task": f"tiny-{kind}", "preset": "tiny", "kind": kind, "config": {},
                 "params": 245, "attention_params": 0, "flops": 490, "attention_flops": 0,
                 "labels": ["a", "b", "c", "d", "e"], "preprocessing": {}, "artifacts": artifacts,
+                "verification": {"random_inputs": 1, "test_samples": 0, "test_split_size": 0,
+                                 "pytorch_test_accuracy": None, "logit_scale": 1.0, "max_abs_diff": {},
+                                 "min_top1_agreement": {}, "calibration_samples": 0},
                 "versions": {}, "export_seconds": 0.0}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from payattn.attention import PayattnError
+from payattn.errors import PayattnError
 from payattn.runtime.artifacts import Artifact, load_artifact
 
 Progress = Callable[[str], None]

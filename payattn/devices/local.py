@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import payattn
-from payattn.devices import probe as probe_module
 from payattn.devices.base import (
     DEFAULT_TIMEOUT_S,
     BenchRun,
@@ -29,6 +28,7 @@ from payattn.devices.base import (
     stream_process,
 )
 from payattn.devices.registry import LOCAL_SPEC, DeviceSpec
+from payattn.runtime.env import probe
 
 
 class LocalDevice:
@@ -49,7 +49,7 @@ class LocalDevice:
         pass
 
     def probe(self) -> dict:
-        return probe_module.probe()
+        return probe()
 
     def bench(self, job: dict, on_result: OnResult | None = None,
               progress: Progress = ignore_progress) -> BenchRun:

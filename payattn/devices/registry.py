@@ -16,10 +16,9 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from payattn.attention import PayattnError
+from payattn.errors import PayattnError
 
 LOCAL = "local"
-KINDS = ("local", "ssh", "adb")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOST_PATTERN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")

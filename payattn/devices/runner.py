@@ -15,9 +15,9 @@ from typing import Sequence, Union
 from payattn.devices.adb import BUILD_HINT, AdbDevice, AdbSettings
 from payattn.devices.base import DeviceError, OnResult, Progress, ignore_progress, load_job_artifacts
 from payattn.devices.local import LocalDevice
-from payattn.devices.probe import RUNTIME_MODULES
 from payattn.devices.registry import DeviceSpec, get_device
 from payattn.devices.ssh import DEFAULT_PYTHON, SshDevice, SshSettings
+from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.results import append_results, check_results_file
 
 Device = Union[LocalDevice, SshDevice, AdbDevice]

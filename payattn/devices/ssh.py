@@ -3,7 +3,7 @@
 One run: open one master connection (ControlMaster, its socket in a private temp dir), ask the
 device in one command for the sha256 of what it has cached under `~/.cache/payattn/`, copy only
 the files that differ (artifacts with their manifest.json, and the runtime package:
-`payattn/__init__.py` + `payattn/runtime/*.py`), then run the harness there as
+`payattn/__init__.py` + `payattn/runtime/`'s modules and schemas), then run the harness there as
 `python3 -m payattn.runtime job.json` with PYTHONPATH at the cache and stream its result
 lines back. Host keys, users and aliases follow the user's own ssh configuration; a caller
 (the tests) can point at its own with `SshSettings(config_file=..., options=...)`.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 import payattn
-from payattn.attention import PayattnError
+from payattn.errors import PayattnError
 from payattn.devices.base import (
     DEFAULT_TIMEOUT_S,
     BenchRun,
@@ -40,6 +40,7 @@ from payattn.devices.base import (
 )
 from payattn.devices.registry import DeviceSpec
 from payattn.runtime.artifacts import sha256_file
+from payattn.runtime import env
 from payattn.runtime.env import git_commit
 
 DEFAULT_REMOTE_DIR = ".cache/payattn"  # relative to the login directory, for ssh and scp alike
@@ -78,15 +79,15 @@ def shell_path(path: str) -> str:
 
 
 def runtime_package_files() -> list[tuple[Path, str]]:
-    """The device-side code as (local file, path under the cache): payattn/__init__.py and
-    payattn/runtime/*.py, which import numpy and the runtimes only."""
+    """The device-side code as (local file, path under the cache): payattn/__init__.py,
+    payattn/runtime/*.py, which import numpy and the runtimes only, and the format schemas."""
     package = Path(payattn.__file__).resolve().parent
     files = [(package / "__init__.py", "pkg/payattn/__init__.py")]
     runtime = package / "runtime"
     if not (runtime / "__main__.py").is_file():
         raise PayattnError(f"the runtime package {runtime} has no __main__.py; reinstall payattn")
-    for path in sorted(runtime.glob("*.py")):
-        files.append((path, f"pkg/payattn/runtime/{path.name}"))
+    for path in sorted([*runtime.glob("*.py"), *runtime.glob("schemas/*.json")]):
+        files.append((path, f"pkg/payattn/{path.relative_to(package).as_posix()}"))
     return files
 
 
@@ -278,8 +279,8 @@ class SshDevice:
     # -- probing and benchmarking -------------------------------------------------------------
 
     def probe(self) -> dict:
-        """The device's facts and runtime versions (see payattn.devices.probe)."""
-        source = (Path(__file__).parent / "probe.py").read_bytes()
+        """The device's facts and runtime versions (payattn.runtime.env.probe, run from source)."""
+        source = Path(env.__file__).read_bytes()
         proc = self.run(f"{shell_path(self.python)} -", stdin=source)
         self._check_ssh(proc, f"running {self.python} on the device")
         try:

@@ -31,7 +31,7 @@ from payattn.export import manifest as mf
 from payattn.export import ops, tflite, verify
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
-from payattn.runtime.artifacts import PRECISIONS
+from payattn.runtime.formats import PRECISIONS
 from payattn.train import LoadedRun, load_run
 
 __all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_precisions"]

@@ -1,7 +1,8 @@
 """manifest.json: everything an app or the benchmark needs to use an artifact dir correctly.
 
-The schema is the `payattn.manifest/1` contract shared with bench and report; this module
-builds its parts and reads it back.
+The format is payattn.runtime's `payattn.manifest/1` (schemas/manifest.schema.json), shared with
+bench and the devices; this module builds its parts, checks them strictly before writing and
+reads them back through the runtime's reader.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from payattn.errors import PayattnError
-from payattn.runtime.artifacts import sha256_file
+from payattn.runtime.artifacts import FILE, load_manifest, sha256_file
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import MANIFEST
 
-SCHEMA = "payattn.manifest/1"
-FILE = "manifest.json"
+SCHEMA = MANIFEST.id
 # Distribution names, so reading versions never imports TensorFlow.
 _DISTRIBUTIONS = {
     "torch": ("torch",), "onnx": ("onnx",), "onnxruntime": ("onnxruntime",),
@@ -49,7 +51,11 @@ class Manifest:
         raise PayattnError(f"no {fmt} {precision} artifact in this manifest; it has {have}")
 
     def write(self, directory: Path) -> Path:
+        """Write manifest.json into `directory`, after a strict check against the format."""
         path = Path(directory) / FILE
+        problem = MANIFEST.problem(self.data, strict=True)
+        if problem:
+            raise PayattnError(f"the manifest for {directory} does not follow {SCHEMA}: {problem}")
         tmp = path.with_name(f".{FILE}.tmp")
         tmp.write_text(json.dumps(self.data, indent=2) + "\n")
         os.replace(tmp, path)
@@ -58,16 +64,10 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> "Manifest":
         """Read `path` (a manifest.json or the artifact dir holding one)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / FILE
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PayattnError(f"cannot read {path} ({exc}); export again with `payattn export`") from None
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise PayattnError(f"{path} is not a {SCHEMA} manifest; export again with `payattn export`")
-        return cls(data)
+            return cls(load_manifest(path))
+        except RuntimeJobError as exc:
+            raise PayattnError(str(exc)) from None
 
 
 def utc_now() -> str:

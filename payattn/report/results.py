@@ -7,45 +7,31 @@ the tables never see a line that has not passed here.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
-from payattn.mechanisms import MECHANISMS
-from payattn.runtime.artifacts import PRECISIONS
-from payattn.runtime.results import DEVICE_KINDS, RESULT_SCHEMA, RUNTIME_NAMES
-from payattn.runtime.runners import FORMAT_RUNTIME
+from payattn.mechanisms import ALIASES, MECHANISMS
+from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT
 
-# The vocabulary of a result line is the writer's (payattn.runtime); only its checks differ here.
-SCHEMA = RESULT_SCHEMA
-FORMATS = tuple(FORMAT_RUNTIME)
-RUNTIMES = RUNTIME_NAMES
-PERCENTILES = ("mean", "std", "min", "p10", "p50", "p90", "p99", "max")
-# TFLite's benchmark_model (Android) prints only avg/std/min/max, sometimes a median: its lines
-# carry null for the percentiles it did not print.
-OPTIONAL_PERCENTILES = ("p10", "p50", "p90", "p99")
+# The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
+SCHEMA = RESULT.id
+RUNTIMES = MEASURED_BY
+__all__ = ["DEVICE_KINDS", "FORMATS", "PRECISIONS", "RUNTIMES", "Result", "as_results", "csv_row", "latest",
+           "load_results"]
 
-_NUM, _INT, _STR, _NULL = "number", "integer", "string", "null"
-# Dotted key -> accepted JSON types; every key of the contract is required, extra keys are kept.
-FIELDS: dict[str, tuple[str, ...]] = {
-    "schema": (_STR,), "timestamp": (_STR,), "payattn_version": (_STR,), "git_commit": (_STR, _NULL),
-    "artifact.path": (_STR,), "artifact.file": (_STR,), "artifact.sha256": (_STR,),
-    "artifact.bytes": (_INT,), "artifact.format": (_STR,), "artifact.precision": (_STR,),
-    "mechanism": (_STR,), "task": (_STR,), "preset": (_STR,), "params": (_INT,),
-    "attention_params": (_INT,), "flops": (_INT,), "test_accuracy": (_NUM, _NULL),
-    "runtime.name": (_STR,), "runtime.version": (_STR,), "runtime.graph_optimization": (_STR, _NULL),
-    "device.name": (_STR,), "device.kind": (_STR,), "device.cpu": (_STR, _NULL),
-    "device.cores": (_INT, _NULL), "device.os": (_STR, _NULL), "device.arch": (_STR, _NULL),
-    "device.memory_bytes": (_INT, _NULL),
-    "threads": (_INT,), "warmup_runs": (_INT,), "runs": (_INT,),
-    "init_ms": (_NUM,), "first_inference_ms": (_NUM,),
-    **{f"latency_ms.{p}": (_NUM, _NULL) if p in OPTIONAL_PERCENTILES else (_NUM,) for p in PERCENTILES},
-    "peak_memory_bytes": (_INT, _NULL), "harness_overhead_ms": (_NUM, _NULL),
-}
-_CHOICES = {"artifact.format": FORMATS, "artifact.precision": PRECISIONS, "device.kind": DEVICE_KINDS}
+
+def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of a result line, in the schema's order (nested objects flattened)."""
+    keys = []
+    for key, spec in schema["properties"].items():
+        keys += _leaves(spec, f"{prefix}{key}.") if "properties" in spec else [prefix + key]
+    return keys
+
+
+FIELDS = _leaves(RESULT.schema)
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
 CSV_COLUMNS = ["line", "used_in_tables"] + [k.replace(".", "_") for k in FIELDS if k != "schema"]
@@ -104,47 +90,16 @@ class Result:
         return self.device, self.runtime, self.precision, self.threads
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return _NULL
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return _INT
-    if isinstance(value, float):
-        return _NUM
-    if isinstance(value, str):
-        return _STR
-    return type(value).__name__
-
-
 def _problem(record: Any) -> str | None:
-    """What is wrong with one decoded line, or None if it follows payattn.result/1."""
-    if not isinstance(record, dict):
-        return f"a JSON {_json_type(record)} instead of an object"
-    if record.get("schema") != SCHEMA:
+    """What is wrong with one decoded line, or None if a reader can use it: a payattn.result/1
+    line, keys unknown to this version ignored, mechanism names by canonical name or alias."""
+    if isinstance(record, dict) and record.get("schema") != SCHEMA:
         return f"schema is {record.get('schema')!r}, expected {SCHEMA!r}"
-    for key, accepted in FIELDS.items():
-        value: Any = record
-        for part in key.split("."):
-            if not isinstance(value, dict) or part not in value:
-                return f"missing key {key!r}"
-            value = value[part]
-        kind = _json_type(value)
-        if kind not in accepted and not (kind == _INT and _NUM in accepted):
-            return f"{key} is {kind} {value!r}, expected {' or '.join(accepted)}"
-        if kind in (_INT, _NUM) and not (math.isfinite(value) and value >= 0):
-            return f"{key} is {value!r}, expected a finite non-negative number"
-        if key in _CHOICES and value not in _CHOICES[key]:
-            return f"{key} is {value!r}, expected one of {', '.join(_CHOICES[key])}"
-    if record["mechanism"] not in MECHANISMS and record["mechanism"] != "optimized":
+    problem = RESULT.problem(record, strict=False)
+    if problem:
+        return problem
+    if record["mechanism"] not in MECHANISMS and record["mechanism"] not in ALIASES:
         return f"mechanism is {record['mechanism']!r}, expected one of {', '.join(MECHANISMS)}"
-    if record["threads"] < 1 or record["runs"] < 1:
-        return "threads and runs must be at least 1"
-    try:
-        datetime.fromisoformat(record["timestamp"])
-    except ValueError:
-        return f"timestamp {record['timestamp']!r} is not an ISO 8601 date-time"
     return None
 
 
@@ -161,7 +116,7 @@ def validate(records: Iterable[tuple[int, Any]], source: str) -> list[Result]:
         if problem:
             raise PayattnError(f"{source}:{number}: {problem}; each line must be one {SCHEMA} "
                                "object as `payattn bench` writes it — fix or delete that line")
-        data = dict(record, mechanism="optimised" if record["mechanism"] == "optimized" else record["mechanism"])
+        data = dict(record, mechanism=ALIASES.get(record["mechanism"], record["mechanism"]))
         results.append(Result(number, data, _parse_time(record["timestamp"])))
     if not results:
         raise PayattnError(f"{source} holds no result lines; run `payattn bench` to measure something first")

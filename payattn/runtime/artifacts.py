@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import MANIFEST
 from payattn.runtime.runners import FORMAT_RUNTIME, check_input_specs
 
-MANIFEST_SCHEMA = "payattn.manifest/1"
-PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
-_MANIFEST_KEYS = ("mechanism", "task", "preset", "params", "attention_params", "flops", "artifacts")
+MANIFEST_SCHEMA = MANIFEST.id
+FILE = "manifest.json"
 _EXPORT_HINT = "export the model again with `payattn export`"
 
 
@@ -46,8 +46,11 @@ class Artifact:
 
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
-    """Read a manifest.json, rejecting anything that is not a payattn.manifest/1 document."""
+    """Read a manifest.json (or the artifact dir holding one), rejecting anything that is not a
+    payattn.manifest/1 document; keys a newer payattn added are ignored."""
     path = Path(path)
+    if path.is_dir():
+        path = path / FILE
     if not path.is_file():
         where = path.parent
         problem = "has no manifest.json, so it is not an artifact dir" if where.exists() else "does not exist"
@@ -59,17 +62,9 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     schema = manifest.get("schema") if isinstance(manifest, dict) else None
     if schema != MANIFEST_SCHEMA:
         raise RuntimeJobError(f"{path} has schema {schema!r}, expected {MANIFEST_SCHEMA!r}; {_EXPORT_HINT}")
-    missing = [key for key in _MANIFEST_KEYS if key not in manifest]
-    if missing or not isinstance(manifest["artifacts"], list):
-        raise RuntimeJobError(f"{path} lacks {missing or ['a list of artifacts']}; {_EXPORT_HINT}")
-    for entry in manifest["artifacts"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise RuntimeJobError(f"{path}: artifact entry {entry!r} has no file name; {_EXPORT_HINT}")
-        fmt, precision = entry.get("format"), entry.get("precision")
-        if fmt not in FORMAT_RUNTIME or precision not in PRECISIONS:
-            raise RuntimeJobError(f"{path}: artifact {entry.get('file')!r} has format {fmt!r} and precision "
-                                  f"{precision!r}; formats: {', '.join(FORMAT_RUNTIME)}, "
-                                  f"precisions: {', '.join(PRECISIONS)}; {_EXPORT_HINT}")
+    problem = MANIFEST.problem(manifest, strict=False)
+    if problem:
+        raise RuntimeJobError(f"{path}: {problem}; {_EXPORT_HINT}")
     return manifest
 
 
@@ -77,7 +72,7 @@ def load_artifact(path: str | Path, manifest_path: str | Path | None = None) -> 
     """The artifact at `path` and its entry in `manifest_path` (default: manifest.json beside it).
     A missing, truncated or changed file is an error before any runtime sees it."""
     path = Path(path)
-    manifest_path = Path(manifest_path) if manifest_path else path.parent / "manifest.json"
+    manifest_path = Path(manifest_path) if manifest_path else path.parent / FILE
     manifest = load_manifest(manifest_path)
     entry = next((e for e in manifest["artifacts"] if e.get("file") == path.name), None)
     if entry is None:
@@ -86,9 +81,6 @@ def load_artifact(path: str | Path, manifest_path: str | Path | None = None) -> 
                               f"pick one of those files or {_EXPORT_HINT}")
     if not path.is_file():
         raise RuntimeJobError(f"{path} is listed in {manifest_path} but missing; {_EXPORT_HINT}")
-    if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
-        raise RuntimeJobError(f"{manifest_path}: the entry for {path.name} lacks sha256 or bytes; "
-                              f"{_EXPORT_HINT}")
     size, digest = path.stat().st_size, sha256_file(path)
     if (size, digest) != (entry["bytes"], entry["sha256"]):
         raise RuntimeJobError(f"{path} is {size} bytes with sha256 {digest[:12]}… but {manifest_path} "

@@ -1,7 +1,14 @@
-"""What a result line says about where it was measured: the device and the code's commit."""
+"""Where a measurement runs: the device's CPU, cores, memory, OS, runtimes, and the code's commit.
+
+Standard library only and self-contained: result lines take their "device" object from here,
+and `payattn devices check` sends this file's source to a device's Python on stdin
+(`python3 -`), before payattn or numpy may exist there, to print `probe()` as one JSON line.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import platform
 import subprocess
@@ -15,6 +22,14 @@ _ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55
               "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
               "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
               "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3"}
+
+
+# What payattn.runtime imports on a device: name -> (module, distribution that installs it).
+RUNTIME_MODULES = {
+    "numpy": ("numpy", "numpy"),
+    "onnxruntime": ("onnxruntime", "onnxruntime"),
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+}
 
 
 def device_info(name: str, kind: str) -> dict[str, object]:
@@ -92,8 +107,38 @@ def git_commit() -> str | None:
     return lines[1]
 
 
+def runtime_versions() -> dict[str, str | None]:
+    """The version of each runtime module that imports, None for those that do not."""
+    versions: dict[str, str | None] = {}
+    for name, (module, dist) in RUNTIME_MODULES.items():
+        try:
+            importlib.import_module(module)
+        except Exception:  # a broken install counts as missing
+            versions[name] = None
+            continue
+        try:
+            from importlib.metadata import version as dist_version
+
+            versions[name] = dist_version(dist)
+        except Exception:
+            versions[name] = "unknown"
+    return versions
+
+
+def probe() -> dict[str, object]:
+    """This machine's facts for `payattn devices check`."""
+    return {"arch": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "memory_bytes": memory_bytes(), "os": os_description(), "kernel": platform.release(),
+            "python": platform.python_version(), "python_executable": sys.executable,
+            "runtimes": runtime_versions()}
+
+
 def _read(path: str) -> str:
     try:
         return Path(path).read_text(errors="replace")
     except OSError:
         return ""
+
+
+if __name__ == "__main__":
+    print(json.dumps(probe()))

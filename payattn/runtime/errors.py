@@ -1,7 +1,7 @@
 """The device-side error type.
 
 payattn.runtime must not import payattn.attention (it imports torch), so the runtime raises its
-own ValueError subclass; the CLI catches it alongside payattn.attention.PayattnError and prints
+own ValueError subclass; the CLI catches it alongside payattn.errors.PayattnError and prints
 the message without a traceback.
 """
 

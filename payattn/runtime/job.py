@@ -17,15 +17,9 @@ from typing import Any
 from payattn.runtime.artifacts import Artifact, load_artifact
 from payattn.runtime.env import device_info, git_commit
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.results import DEVICE_KINDS, build_result
-from payattn.runtime.runners import (
-    DEFAULT_GRAPH_OPTIMIZATION,
-    ORT_LEVELS,
-    RUNTIMES,
-    Runner,
-    check_runtime,
-    open_runner,
-)
+from payattn.runtime.formats import JOB
+from payattn.runtime.results import build_result
+from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, Runner, open_runner
 from payattn.runtime.timing import harness_overhead_ms, peak_rss_growth, run_interleaved, time_call
 
 Log = Callable[[str], None]
@@ -46,9 +40,10 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
             log: Log | None = None) -> list[dict[str, Any]]:
     """Run a job dict; return its result lines (each also passed to `on_result` when ready).
 
-    Keys: artifacts [{path, manifest}], runtimes, threads, warmup_runs, warmup_seconds, runs,
-    min_seconds, device {name, kind}; optional graph_optimization (ONNX Runtime level, default
-    ORT_ENABLE_ALL) and git_commit (the host's, when the code was copied to a device without git).
+    Keys (schemas/job.schema.json): artifacts [{path, manifest}], runtimes, threads, warmup_runs,
+    warmup_seconds, runs, min_seconds, device {name, kind}; optional graph_optimization (ONNX
+    Runtime level, default ORT_ENABLE_ALL) and git_commit (the host's, when the code was copied to
+    a device without git).
     """
     log = log or (lambda message: None)
     settings = _check_job(job)
@@ -110,45 +105,9 @@ def _open_and_run_once(artifact: Artifact, runtime: str, threads: int,
 
 
 def _check_job(job: Any) -> dict[str, Any]:
-    """Reject a malformed job with the key at fault; return the settings with defaults filled."""
-    if not isinstance(job, dict):
-        raise RuntimeJobError("the job must be a JSON object")
-    artifacts = job.get("artifacts")
-    if not isinstance(artifacts, list) or not artifacts or not all(
-            isinstance(a, dict) and isinstance(a.get("path"), str)
-            and isinstance(a.get("manifest"), (str, type(None))) for a in artifacts):
-        raise RuntimeJobError('job key "artifacts" must be a non-empty list of {"path", "manifest"} objects')
-    runtimes = job.get("runtimes")
-    if not isinstance(runtimes, list) or not runtimes:
-        raise RuntimeJobError(f'job key "runtimes" must be a non-empty list drawn from {", ".join(RUNTIMES)}')
-    for runtime in runtimes:
-        check_runtime(runtime)
-    threads = job.get("threads")
-    if not isinstance(threads, list) or not threads or not all(_count(t) and t >= 1 for t in threads):
-        raise RuntimeJobError('job key "threads" must be a non-empty list of positive integers')
-    for key in ("warmup_runs", "runs"):
-        if not _count(job.get(key)) or job[key] < (1 if key == "runs" else 0):
-            raise RuntimeJobError(f"job key {key!r} must be an integer ≥ {1 if key == 'runs' else 0}")
-    for key in ("warmup_seconds", "min_seconds"):
-        value = job.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-            raise RuntimeJobError(f"job key {key!r} must be a number of seconds ≥ 0")
-    device = job.get("device")
-    if (not isinstance(device, dict) or not isinstance(device.get("name"), str)
-            or device.get("kind") not in DEVICE_KINDS):
-        kinds = ", ".join(DEVICE_KINDS)
-        raise RuntimeJobError(f'job key "device" must be {{"name": str, "kind": one of {kinds}}}')
-    level = job.get("graph_optimization", DEFAULT_GRAPH_OPTIMIZATION)
-    if level not in ORT_LEVELS:
-        raise RuntimeJobError(f"unknown graph optimisation level {level!r}; "
-                              f"valid levels: {', '.join(ORT_LEVELS)}")
-    commit = job.get("git_commit")
-    if commit is not None and not isinstance(commit, str):
-        raise RuntimeJobError('job key "git_commit" must be a string or null')
-    return {"runtimes": list(dict.fromkeys(runtimes)), "threads": list(dict.fromkeys(threads)),
-            "graph_optimization": level,
-            "git_commit": commit if "git_commit" in job else git_commit()}
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Reject a job that is not a job.schema.json document, naming the key at fault; return the
+    settings with defaults filled."""
+    JOB.check(job, strict=True)
+    return {"runtimes": list(dict.fromkeys(job["runtimes"])), "threads": list(dict.fromkeys(job["threads"])),
+            "graph_optimization": job.get("graph_optimization", DEFAULT_GRAPH_OPTIMIZATION),
+            "git_commit": job["git_commit"] if "git_commit" in job else git_commit()}

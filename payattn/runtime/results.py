@@ -1,4 +1,5 @@
-"""Result lines: building them, checking them against the payattn.result/1 schema, appending them.
+"""Result lines: building them, checking them against payattn.result/1 (schemas/result.schema.json),
+appending them.
 
 A results file is JSON Lines that only ever grows: each line is written whole in one write,
 then flushed and fsynced, and existing lines are never rewritten.
@@ -7,7 +8,6 @@ then flushed and fsynced, and existing lines are never rewritten.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -15,35 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from payattn import __version__
-from payattn.runtime.artifacts import PRECISIONS, Artifact
+from payattn.runtime.artifacts import Artifact
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.runners import FORMAT_RUNTIME, RUNTIMES, Runner
+from payattn.runtime.formats import RESULT
+from payattn.runtime.runners import Runner
 from payattn.runtime.timing import summarize
 
-RESULT_SCHEMA = "payattn.result/1"
+RESULT_SCHEMA = RESULT.id
 MANIFEST_FIELDS = ("mechanism", "task", "preset", "params", "attention_params", "flops")
-RUNTIME_NAMES = (*RUNTIMES, "benchmark_model")
-DEVICE_KINDS = ("local", "ssh", "adb")
-_NUM = (int, float)
-_NONE = type(None)
-# benchmark_model (Android) prints no percentiles, so those may be null; the moments and the
-# extremes every runtime reports stay required.
-_LATENCY = {"mean": _NUM, "std": _NUM, "min": _NUM, "p10": (*_NUM, _NONE), "p50": (*_NUM, _NONE),
-            "p90": (*_NUM, _NONE), "p99": (*_NUM, _NONE), "max": _NUM}
-# Every key of a result line and the JSON types it may take; nested dicts are objects.
-SCHEMA: dict[str, Any] = {
-    "schema": str, "timestamp": str, "payattn_version": str, "git_commit": (str, _NONE),
-    "artifact": {"path": str, "file": str, "sha256": str, "bytes": int, "format": str, "precision": str},
-    "mechanism": str, "task": str, "preset": str, "params": int, "attention_params": int, "flops": int,
-    "test_accuracy": (*_NUM, _NONE),
-    "runtime": {"name": str, "version": str, "graph_optimization": (str, _NONE)},
-    "device": {"name": str, "kind": str, "cpu": str, "cores": (int, _NONE), "os": str, "arch": str,
-               "memory_bytes": (int, _NONE)},
-    "threads": int, "warmup_runs": int, "runs": int, "init_ms": _NUM, "first_inference_ms": _NUM,
-    "latency_ms": _LATENCY, "peak_memory_bytes": (int, _NONE), "harness_overhead_ms": (*_NUM, _NONE),
-}
-CHOICES = {"schema": (RESULT_SCHEMA,), "artifact.format": tuple(FORMAT_RUNTIME),
-           "artifact.precision": PRECISIONS, "runtime.name": RUNTIME_NAMES, "device.kind": DEVICE_KINDS}
 
 
 def artifact_fields(artifact: Artifact, git_commit: str | None) -> dict[str, Any]:
@@ -84,38 +63,13 @@ def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], 
 
 def validate_result(line: dict[str, Any] | str) -> None:
     """Raise RuntimeJobError naming the offending key unless `line` (a dict or its JSON text) is a
-    payattn.result/1 line: every key present, no others, each of its type, finite numbers."""
+    payattn.result/1 line as a writer must write it: every key present, no others, each valid."""
     if isinstance(line, str):
         try:
             line = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RuntimeJobError(f"result line is not JSON: {exc}") from None
-    _check_object(line, SCHEMA, "")
-
-
-def _check_object(value: Any, spec: dict[str, Any], prefix: str) -> None:
-    if not isinstance(value, dict):
-        raise RuntimeJobError(f"result line: {prefix.rstrip('.') or 'the line'} must be a JSON object")
-    missing = [key for key in spec if key not in value]
-    if missing:
-        raise RuntimeJobError(f"result line: key {prefix + missing[0]!r} is missing")
-    unknown = [key for key in value if key not in spec]
-    if unknown:
-        raise RuntimeJobError(f"result line: key {prefix + unknown[0]!r} is not in schema {RESULT_SCHEMA}")
-    for key, expected in spec.items():
-        name, item = prefix + key, value[key]
-        if isinstance(expected, dict):
-            _check_object(item, expected, name + ".")
-            continue
-        allowed = expected if isinstance(expected, tuple) else (expected,)
-        if isinstance(item, bool) or not isinstance(item, allowed):
-            kinds = "/".join("null" if t is _NONE else t.__name__ for t in allowed)
-            raise RuntimeJobError(f"result line: key {name!r} must be {kinds}, got {item!r}")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise RuntimeJobError(f"result line: key {name!r} must be finite, got {item!r}")
-        if name in CHOICES and item not in CHOICES[name]:
-            raise RuntimeJobError(f"result line: key {name!r} must be one of {', '.join(CHOICES[name])}, "
-                                  f"got {item!r}")
+    RESULT.check(line, strict=True)
 
 
 def check_results_file(path: str | Path) -> Path:

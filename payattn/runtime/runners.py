@@ -22,16 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import INPUT_DTYPES, ORT_LEVELS, RUNTIMES
 
-RUNTIMES = ("onnxruntime", "litert")
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
-PIP_PACKAGES = {"onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
-_MODULES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter"}
-ORT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_LAYOUT",
-              "ORT_ENABLE_ALL")
+_MODULES = {runtime: RUNTIME_MODULES[runtime][0] for runtime in RUNTIMES}
+PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][1] for runtime in RUNTIMES}
 DEFAULT_GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
-INPUT_DTYPES = ("float32", "float16", "int32", "int64")
 # One seed for every artifact: mechanisms compared on the same task see the same inputs.
 INPUT_SEED = 0
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
