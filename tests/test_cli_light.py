@@ -1,0 +1,57 @@
+"""The light commands (`--help`, `tasks`, `devices`, `report`) never import torch or TensorFlow:
+each runs in a fresh interpreter and reports the heavy modules it loaded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("torch", "tensorflow", "onnx2tf", "onnx", "keras")
+SCRIPT = """
+import json, sys
+heavy_names = json.loads(sys.argv[2])
+sys.argv = ["payattn", *json.loads(sys.argv[1])]
+from payattn.cli import app
+try:
+    app()
+except SystemExit:
+    pass
+heavy = sorted(m for m in heavy_names if m in sys.modules)
+print("HEAVY=" + json.dumps(heavy))
+"""
+
+
+def run_cli(*args: str) -> tuple[list[str], str, float]:
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(list(args)), json.dumps(HEAVY)],
+                         capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    marker = [line for line in out.stdout.splitlines() if line.startswith("HEAVY=")]
+    assert marker, out.stdout + out.stderr
+    return json.loads(marker[-1][6:]), out.stdout, seconds
+
+
+@pytest.fixture(scope="module")
+def results_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_report import synthetic_lines, write_jsonl
+
+    return write_jsonl(tmp_path_factory.mktemp("light") / "results.jsonl", synthetic_lines()[:8])
+
+
+@pytest.mark.parametrize("args", [("--help",), ("tasks",), ("devices", "--help"), ("bench", "--help"),
+                                  ("export", "--help")])
+def test_help_and_tasks_import_neither_torch_nor_tensorflow(args: tuple[str, ...]) -> None:
+    heavy, stdout, _ = run_cli(*args)
+    assert heavy == [] and ("Usage" in stdout or "mnist-5k" in stdout)
+
+
+def test_devices_list_and_report_stay_light(tmp_path: Path, results_file: Path) -> None:
+    heavy, stdout, _ = run_cli("devices", "list", "--devices-file", str(tmp_path / "devices.toml"))
+    assert heavy == [] and "local" in stdout
+    heavy, _, _ = run_cli("report", str(results_file), "--out", str(tmp_path / "report"))
+    assert heavy == [] and (tmp_path / "report" / "report.html").is_file()
