@@ -18,55 +18,47 @@ from payattn.runtime.env import git_commit
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.job import run_job
 from payattn.runtime.results import append_results, check_results_file
-from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, FORMAT_RUNTIME, RUNTIMES, check_runtime
+from payattn.runtime.runners import FORMAT_RUNTIME, RUNTIMES, check_runtime
+from payattn.runtime.settings import BenchSettings
 
 
 def build_job(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUNTIMES,
-              precisions: Iterable[str] = ("fp32",), threads: Iterable[int] = (1,), runs: int = 50,
-              warmup: int = 1, min_seconds: float = 1.0, warmup_seconds: float = 0.5,
-              device_name: str = "local",
-              graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION) -> dict[str, Any]:
+              precisions: Iterable[str] = ("fp32",), settings: BenchSettings = BenchSettings(),
+              device_name: str = "local") -> dict[str, Any]:
     """The harness job (see `python -m payattn.runtime`) for the selected artifacts of
-    `artifact_dirs`: the same job runs here, over SSH or, translated, over ADB.
-
-    Defaults follow TFLite's benchmark_model: at least 50 runs and 1 s measured, after at least
-    1 warm-up run and 0.5 s of warm-up. Raises RuntimeJobError on bad input.
-    """
-    runtimes, precisions, threads = list(runtimes), list(precisions), list(threads)
+    `artifact_dirs`, measured as `settings` say: the same job runs here, over SSH or,
+    translated, over ADB. Raises RuntimeJobError on bad input."""
+    runtimes, precisions = list(runtimes), list(precisions)
     for runtime in runtimes:
         check_runtime(runtime)
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise RuntimeJobError(f"unknown precision(s) {unknown}; valid precisions: {', '.join(PRECISIONS)}")
-    if not threads or min(threads) < 1:
-        raise RuntimeJobError(f"--threads must be positive integers, got {threads}")
     artifacts = [item for path in artifact_dirs for item in select_artifacts(path, runtimes, precisions)]
     if not artifacts:
         raise RuntimeJobError("no artifact dir given; pass at least one dir written by `payattn export`")
-    return {"artifacts": artifacts, "runtimes": runtimes, "threads": threads, "warmup_runs": warmup,
-            "warmup_seconds": warmup_seconds, "runs": runs, "min_seconds": min_seconds,
-            "device": {"name": device_name, "kind": "local"}, "graph_optimization": graph_optimization,
-            "git_commit": git_commit()}
+    return {"artifacts": artifacts, "runtimes": runtimes, **settings.to_job(),
+            "device": {"name": device_name, "kind": "local"}, "git_commit": git_commit()}
 
 
 def bench(artifact_dirs: Iterable[str | Path], *, results_path: str | Path | None = None,
-          progress: Callable[[dict[str, Any]], None] | None = None,
+          on_result: Callable[[dict[str, Any]], None] | None = None,
           log: Callable[[str], None] | None = None, **job_options: Any) -> list[dict[str, Any]]:
     """Measure every selected artifact of `artifact_dirs` in this process, interleaved, in every
     runtime and thread count; return the result lines. `job_options` are those of `build_job`.
-    Each line is appended to `results_path` (when given) and then passed to `progress` as soon
+    Each line is appended to `results_path` (when given) and then passed to `on_result` as soon
     as its thread-count round ends; `log` receives stage messages.
     """
     job = build_job(artifact_dirs, **job_options)
-    results_file = check_results_file(results_path) if results_path is not None else None
+    results_file = check_results_file(results_path, log) if results_path is not None else None
 
-    def on_result(result: dict[str, Any]) -> None:
+    def keep(result: dict[str, Any]) -> None:
         if results_file is not None:
             append_results(results_file, [result])
-        if progress:
-            progress(result)
+        if on_result:
+            on_result(result)
 
-    return run_job(job, on_result=on_result, log=log)
+    return run_job(job, on_result=keep, log=log)
 
 
 def select_artifacts(artifact_dir: str | Path, runtimes: list[str],

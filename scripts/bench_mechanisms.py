@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from payattn.bench import bench  # noqa: E402
 from payattn.export import export  # noqa: E402
 from payattn.mechanisms import MECHANISMS  # noqa: E402
+from payattn.runtime.settings import BenchSettings  # noqa: E402
 from payattn.train import train  # noqa: E402
 
 
@@ -49,11 +50,11 @@ def measure(preset: str, out: Path, runs: int, min_seconds: float) -> list[dict]
     for mech in MECHANISMS:
         run_dir, art_dir = out / "runs" / preset / mech, out / "artifacts" / preset / mech
         if not (art_dir / "manifest.json").is_file():
-            train("mnist-5k", mech, run_dir, preset=preset, epochs=1)
+            train("mnist-5k", mech, run_dir, preset=preset, epochs=1, force=True)
             export(run_dir, art_dir, ["fp32"], force=True)
         dirs.append(art_dir)
-    return bench(dirs, runtimes=("onnxruntime", "litert"), precisions=("fp32",), threads=(1,),
-                 runs=runs, min_seconds=min_seconds, warmup_seconds=1.0,
+    settings = BenchSettings(runs=runs, min_seconds=min_seconds, warmup_seconds=1.0)
+    return bench(dirs, runtimes=("onnxruntime", "litert"), precisions=("fp32",), settings=settings,
                  results_path=out / "results.jsonl", device_name="local")
 
 

@@ -343,7 +343,7 @@ def test_adb_missing_benchmark_model(phone, tflite_job):
 
 def test_adb_benchmark_model_not_on_phone(phone, tflite_job, monkeypatch):
     device = AdbDevice(get_device("pixel", phone["devices"]), AdbSettings(adb=phone["adb"]))
-    monkeypatch.setattr(device, "sync", lambda files, progress: 0)  # the push "did not happen"
+    monkeypatch.setattr(device, "sync", lambda files, log: 0)  # the push "did not happen"
     with pytest.raises(DeviceError, match="benchmark_model could not be started on the phone"):
         device.bench(tflite_job)
 

@@ -11,8 +11,10 @@ from tiny_artifacts import copy_artifact_dirs
 
 from payattn.bench import bench
 from payattn.runtime import RuntimeJobError, validate_result
+from payattn.runtime.settings import BenchSettings
 
-QUICK = {"runs": 3, "warmup": 1, "min_seconds": 0, "warmup_seconds": 0}
+FAST = {"runs": 3, "warmup_runs": 1, "min_seconds": 0, "warmup_seconds": 0}
+QUICK = {"settings": BenchSettings(**FAST)}
 EXISTING = '{"kept": "an earlier line is never rewritten"}\n'
 
 
@@ -30,8 +32,8 @@ def results(tmp_path: Path) -> Path:
 
 def test_bench_appends_one_line_per_measurement(dirs, results):
     seen = []
-    returned = bench(dirs.values(), threads=(1, 2), results_path=results, device_name="ci",
-                     progress=seen.append, **QUICK)
+    returned = bench(dirs.values(), settings=BenchSettings(threads=(1, 2), **FAST), results_path=results,
+                     device_name="ci", on_result=seen.append)
     lines = results.read_text().splitlines()
     assert lines[0] + "\n" == EXISTING
     assert [json.loads(line) for line in lines[1:]] == returned == seen

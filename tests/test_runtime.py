@@ -302,11 +302,16 @@ def test_run_job_skips_artifacts_of_other_runtimes(dirs):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"runs": 0}, "job: key 'runs' must be ≥ 1, got 0"),
-    ({"threads": [0]}, "job: key 'threads[0]' must be ≥ 1, got 0"),
+    ({"runs": 0}, "job: key 'runs' must be ≥ 1 and ≤ 1000000, got 0"),
+    ({"threads": [0]}, "job: key 'threads[0]' must be ≥ 1 and ≤ 256, got 0"),
     ({"runtimes": ["tvm"]}, "job: key 'runtimes[0]' must be one of onnxruntime, litert, got 'tvm'"),
     ({"device": {"name": "pi", "kind": "usb"}}, "job: key 'device.kind' must be one of local, ssh, adb"),
-    ({"min_seconds": -1}, "job: key 'min_seconds' must be ≥ 0, got -1"),
+    ({"min_seconds": -1}, "job: key 'min_seconds' must be ≥ 0 and ≤ 3600, got -1"),
+    ({"runs": 10**20}, "job: key 'runs' must be ≥ 1 and ≤ 1000000, got 100000000000000000000"),
+    ({"threads": [100000]}, "job: key 'threads[0]' must be ≥ 1 and ≤ 256, got 100000"),
+    ({"threads": []}, "job: key 'threads' must have at least 1 item(s)"),
+    ({"warmup_seconds": float("nan")}, "job: key 'warmup_seconds' must be a finite number"),
+    ({"timeout_seconds": 0}, "job: key 'timeout_seconds' must be ≥ 1 and ≤ 86400, got 0"),
     ({"artifacts": []}, "job: key 'artifacts' must have at least 1 item(s)"),
     ({"graph_optimization": "O3"}, "job: key 'graph_optimization' must be one of ORT_DISABLE_ALL"),
     ({"git_commit": 7}, "job: key 'git_commit' must be string or null, got integer 7"),

@@ -22,9 +22,9 @@ from payattn.devices.base import (
     BenchRun,
     DeviceError,
     OnResult,
-    Progress,
+    Log,
     artifact_dir_key,
-    ignore_progress,
+    ignore_log,
     last_error_line,
     load_job_artifacts,
     stream_process,
@@ -172,7 +172,7 @@ class AdbDevice:
 
     # -- files --------------------------------------------------------------------------------
 
-    def sync(self, files: list[tuple[Path, PurePosixPath]], progress: Progress = ignore_progress) -> int:
+    def sync(self, files: list[tuple[Path, PurePosixPath]], log: Log = ignore_log) -> int:
         """Push the files whose sha256 differs from the phone's copy; return bytes pushed."""
         dirs = sorted({str(remote.parent) for _, remote in files})
         listing = self.shell(
@@ -187,7 +187,7 @@ class AdbDevice:
         for local, remote in files:
             if cached.get(str(remote)) == sha256_file(local):
                 continue
-            progress(f"{self.spec.name}: pushing {local.name} to {remote}")
+            log(f"{self.spec.name}: pushing {local.name} to {remote}")
             proc = self.adb("push", str(local), str(remote), timeout=self.settings.timeout)
             if proc.returncode != 0:
                 problem = self.explain(proc.stdout + proc.stderr)
@@ -199,7 +199,7 @@ class AdbDevice:
     # -- benchmarking -------------------------------------------------------------------------
 
     def bench(self, job: dict, on_result: OnResult | None = None,
-              progress: Progress = ignore_progress) -> BenchRun:
+              log: Log = ignore_log) -> BenchRun:
         """Run every .tflite artifact of the job at each thread count with benchmark_model."""
         started = time.perf_counter()
         run = BenchRun(device=self.spec.name)
@@ -212,7 +212,7 @@ class AdbDevice:
         artifacts = []
         for artifact in load_job_artifacts(job):
             if artifact.format != "tflite":
-                progress(f"{self.spec.name}: skipping {artifact.path.name} (benchmark_model runs .tflite only)")
+                log(f"{self.spec.name}: skipping {artifact.path.name} (benchmark_model runs .tflite only)")
                 continue
             artifacts.append(artifact)
         if not artifacts:
@@ -226,12 +226,12 @@ class AdbDevice:
         for artifact in artifacts:
             remote_of[artifact.path] = self.remote / artifact_dir_key(artifact.path) / artifact.path.name
             files.append((artifact.path, remote_of[artifact.path]))
-        run.bytes_copied = self.sync(files, progress)
+        run.bytes_copied = self.sync(files, log)
         self.shell(f"chmod 755 {shlex.quote(str(remote_binary))}", "making benchmark_model executable")
         commit = git_commit()
         for threads in job["threads"]:
             for artifact in artifacts:
-                text = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, progress,
+                text = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, log,
                                            measured=len(run.results))
                 try:
                     parsed = parse_benchmark_model(text)
@@ -259,13 +259,13 @@ class AdbDevice:
         return " ".join(shlex.quote(p) for p in parts)
 
     def _run_benchmark(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
-                       progress: Progress, measured: int) -> str:
+                       log: Log, measured: int) -> str:
         lines: list[str] = []
 
         def keep(line: str) -> None:
             lines.append(line)
             if "count=" in line or "Inference timings" in line:
-                progress(f"{self.spec.name}: {graph.name} {threads} thread(s): {line.strip()}")
+                log(f"{self.spec.name}: {graph.name} {threads} thread(s): {line.strip()}")
 
         command = self.benchmark_argv(binary, graph, threads, job)
         outcome = stream_process([self.settings.adb, "-s", self.spec.serial, "shell", command],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from payattn.devices.adb import BUILD_HINT, AdbDevice, AdbSettings
-from payattn.devices.base import DeviceError, OnResult, Progress, ignore_progress, load_job_artifacts
+from payattn.devices.base import DeviceError, OnResult, Log, ignore_log, load_job_artifacts
 from payattn.devices.local import LocalDevice
 from payattn.devices.registry import DeviceSpec, get_device
 from payattn.devices.ssh import DEFAULT_PYTHON, SshDevice, SshSettings
@@ -125,7 +125,7 @@ def run_on_devices(
     devices_file: Path | None = None,
     ssh: SshSettings = SshSettings(),
     adb: AdbSettings = AdbSettings(),
-    progress: Progress = ignore_progress,
+    log: Log = ignore_log,
     on_result: OnResult | None = None,
 ) -> tuple[list[dict], list[DeviceFailure]]:
     """Bench `job` on each device in turn, appending results as they come.
@@ -135,7 +135,7 @@ def run_on_devices(
     anything runs, and so does an artifact that is missing or does not match its manifest."""
     specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
     load_job_artifacts(job)
-    results_file = check_results_file(results_file)
+    results_file = check_results_file(results_file, log)
     results: list[dict] = []
     failures: list[DeviceFailure] = []
 
@@ -146,13 +146,13 @@ def run_on_devices(
             on_result(result)
 
     for spec in specs:
-        progress(f"{spec.name}: benchmarking on {spec.target}")
+        log(f"{spec.name}: benchmarking on {spec.target}")
         try:
             with open_device(spec, ssh=ssh, adb=adb) as device:
-                run = device.bench(job, on_result=keep, progress=progress)
-            progress(f"{spec.name}: {len(run.results)} result(s) in {run.seconds:.1f} s, "
+                run = device.bench(job, on_result=keep, log=log)
+            log(f"{spec.name}: {len(run.results)} result(s) in {run.seconds:.1f} s, "
                      f"{run.bytes_copied} bytes copied")
         except DeviceError as exc:
             failures.append(DeviceFailure(spec.name, str(exc)))
-            progress(f"{spec.name}: FAILED: {exc}")
+            log(f"{spec.name}: FAILED: {exc}")
     return results, failures

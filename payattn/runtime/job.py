@@ -19,7 +19,8 @@ from payattn.runtime.env import device_info, git_commit
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB
 from payattn.runtime.results import build_result
-from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, Runner, open_runner
+from payattn.runtime.runners import Runner, open_runner
+from payattn.runtime.settings import BenchSettings
 from payattn.runtime.timing import harness_overhead_ms, peak_rss_growth, run_interleaved, time_call
 
 Log = Callable[[str], None]
@@ -40,13 +41,14 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
             log: Log | None = None) -> list[dict[str, Any]]:
     """Run a job dict; return its result lines (each also passed to `on_result` when ready).
 
-    Keys (schemas/job.schema.json): artifacts [{path, manifest}], runtimes, threads, warmup_runs,
-    warmup_seconds, runs, min_seconds, device {name, kind}; optional graph_optimization (ONNX
-    Runtime level, default ORT_ENABLE_ALL) and git_commit (the host's, when the code was copied to
-    a device without git).
+    Keys (schemas/job.schema.json): artifacts [{path, manifest}], runtimes, device {name, kind},
+    the BenchSettings keys (threads, runs, warmup_runs, min_seconds, warmup_seconds; optional
+    timeout_seconds and graph_optimization) and git_commit (the host's, when the code was copied
+    to a device without git).
     """
     log = log or (lambda message: None)
     settings = _check_job(job)
+    bench: BenchSettings = settings["settings"]
     paths = dict.fromkeys((item["path"], item.get("manifest")) for item in job["artifacts"])
     artifacts = [load_artifact(path, manifest) for path, manifest in paths]
     pairs = [(a, runtime) for a in artifacts for runtime in settings["runtimes"] if a.runtime == runtime]
@@ -66,8 +68,8 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
     for threads, loaded in rounds.items():
         log(f"measuring {len(loaded)} configuration(s) interleaved, {threads} thread(s)")
         calls = [item.runner.run for item in loaded]
-        warmups = run_interleaved(calls, job["warmup_runs"], job["warmup_seconds"])
-        samples = run_interleaved(calls, job["runs"], job["min_seconds"])
+        warmups = run_interleaved(calls, bench.warmup_runs, bench.warmup_seconds)
+        samples = run_interleaved(calls, bench.runs, bench.min_seconds)
         for item, warm, measured in zip(loaded, warmups, samples):
             result = build_result(item.artifact, item.runner, device=device, git_commit=commit,
                                   warmup_runs=len(warm), samples_ms=measured,
@@ -108,6 +110,7 @@ def _check_job(job: Any) -> dict[str, Any]:
     """Reject a job that is not a job.schema.json document, naming the key at fault; return the
     settings with defaults filled."""
     JOB.check(job, strict=True)
-    return {"runtimes": list(dict.fromkeys(job["runtimes"])), "threads": list(dict.fromkeys(job["threads"])),
-            "graph_optimization": job.get("graph_optimization", DEFAULT_GRAPH_OPTIMIZATION),
+    settings = BenchSettings.from_job(job)
+    return {"runtimes": list(dict.fromkeys(job["runtimes"])), "settings": settings,
+            "threads": list(settings.threads), "graph_optimization": settings.graph_optimization,
             "git_commit": job["git_commit"] if "git_commit" in job else git_commit()}
