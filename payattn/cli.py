@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -10,20 +11,73 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
-from payattn.mechanisms import MECHANISMS, expand_mechanisms
+from payattn import __version__
 from payattn.errors import PayattnError
+from payattn.mechanisms import ALIASES, MECHANISMS, expand_mechanisms
+from payattn.runtime.artifacts import PRECISIONS
 from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.runners import RUNTIMES
+from payattn.runtime.settings import BenchSettings, describe
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: `error: MESSAGE`, the message printed as it is (no Rich markup)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())),
+                      soft_wrap=True, highlight=False)
+
+
+class OneLineErrors(TyperGroup):
+    """A usage error (a bad value, a missing option) is one line naming it and where to look,
+    like every other payattn error, instead of a usage block and a boxed panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            print_error("interrupted")
+            code = 130
+        except Exception as exc:
+            if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                print_error(f"{exc.format_message()}{where}")
+            code = exc.exit_code
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Standard, optimised, efficient and super attention: train, export to ONNX and "
-    "builtin-only TFLite, benchmark on this machine, a Raspberry Pi or an Android phone.",
+    "builtin-only TFLite, benchmark on this machine, a Raspberry Pi or an Android phone. "
+    "The commands below are in pipeline order.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        console.print(f"payattn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                      help="Print the version and exit.")) -> None:
+    """Standard, optimised, efficient and super attention, from PyTorch to the edge."""
 
 # Model-shape overrides shared by `info` and `train` (None keeps the preset's value).
 DModelOpt = Annotated[Optional[int], typer.Option(help="Override the model width d_m.")]
@@ -33,7 +87,13 @@ MlpOpt = Annotated[Optional[int], typer.Option(help="Override the MLP width.")]
 PatchOpt = Annotated[Optional[int], typer.Option(help="Override the patch size (vision).")]
 ContextOpt = Annotated[Optional[int], typer.Option(help="Override ℓ, the token count (text).")]
 
-MECHANISM_HELP = f"One of {', '.join(MECHANISMS)} (alias optimized), a comma list, or all."
+MECHANISM_HELP = f"One of {', '.join(MECHANISMS)} (alias {', '.join(ALIASES)}), a comma list, or all."
+PRECISION_HELP = f"Comma list of {', '.join(PRECISIONS)}, or all."
+RUNTIME_HELP = f"Comma list of {', '.join(RUNTIMES)}."
+MECH_METAVAR = "[" + "|".join((*MECHANISMS, "all")) + "]"
+PRECISION_METAVAR = "[" + "|".join((*PRECISIONS, "all")) + "]"
+RUNTIME_METAVAR = "[" + "|".join(RUNTIMES) + "]"
+DEFAULT_BENCH = BenchSettings()
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,7 +104,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (PayattnError, RuntimeJobError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(2) from None
 
     return wrapper
@@ -122,10 +182,33 @@ def tasks() -> None:
     console.print(table)
 
 
+
+def bar_hooks(bar: Progress) -> Any:
+    """Pipeline hooks that draw each training and export as a line of the shared progress bar."""
+    from payattn.pipeline import Hooks
+
+    jobs: dict[str, Any] = {}
+
+    def training(label: str) -> Callable[[int, int, float], None]:
+        jobs[label] = job = bar.add_task(label, total=None, status="")
+        return lambda step, total, loss: bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
+
+    def exporting(label: str) -> Callable[[str], None]:
+        jobs[label] = job = bar.add_task(label, total=None, status="")
+        return lambda step: bar.update(job, status=step)
+
+    def done(label: str, status: str) -> None:
+        bar.update(jobs[label], total=1, completed=1, status=status)
+
+    return Hooks(log=lambda message: bar.console.print(message, style="dim", highlight=False, markup=False),
+                 on_result=lambda r: console.print(result_row(r), highlight=False, markup=False),
+                 training=training, exporting=exporting, done=done)
+
+
 @app.command()
 @friendly_errors
 def train(
-    mechanism: str = typer.Option("all", "--mechanism", "-m", help=MECHANISM_HELP),
+    mechanism: str = typer.Option("all", "--mechanism", "-m", metavar=MECH_METAVAR, help=MECHANISM_HELP),
     task: str = typer.Option("mnist-5k", help="mnist-5k, movie-reviews, amazon-reviews (embedded) or mnist, cifar100, imdb, amazon (need --data-dir)."),
     preset: Optional[str] = typer.Option(None, help="Model preset; default: the task's."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs; default: the task's."),
@@ -140,24 +223,33 @@ def train(
     context_length: ContextOpt = None,
     max_vocab: Optional[int] = typer.Option(None, help="Override the tokenizer's vocabulary cap (text)."),
     bias: bool = typer.Option(True, help="Biases in the attention projections."),
-    threads: int = typer.Option(1, help="Torch threads for training (1 is fastest for these small models on a busy machine)."),
+    threads: int = typer.Option(1, help="Torch threads for training (1–256); 1 is fastest for these small models on a busy machine."),
+    force: bool = typer.Option(False, "--force", help="Replace existing run dirs (only payattn's own: model.pt, config.json, metrics.json, tokenizer.json)."),
 ) -> None:
     """Train one or all mechanisms on a task and write run dirs (model.pt, config.json, metrics.json)."""
     from payattn.data import load_task
+    from payattn.files import check_writable
+    from payattn.train import check_run_target, check_train_options, default_epochs, train as train_one
 
     mechanisms = expand_mechanisms(mechanism)
-    dataset = load_task(task, data_dir)
     overrides = model_overrides(d_model, heads, depth, mlp_dim, patch_size, context_length,
                                 max_vocab, bias)
+    check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=seed,
+                        threads=threads, overrides=overrides)
+    for mech in mechanisms:
+        check_run_target(out / task / mech, force)
+    check_writable(out, "--out")
+    dataset = load_task(task, data_dir)
     rows = []
     with progress_bar() as bar:
+        hooks = bar_hooks(bar)
         for mech in mechanisms:
-            run_dir = out / task / mech
-            metrics = train_with_bar(task, mech, run_dir, bar, preset=preset, epochs=epochs,
-                                     seed=seed, data_dir=data_dir, overrides=overrides,
-                                     dataset=dataset, threads=threads)
+            run_dir, label = out / task / mech, f"train {task}/{mech}"
+            metrics = train_one(task, mech, run_dir, preset=preset, epochs=epochs, seed=seed,
+                                data_dir=data_dir, overrides=overrides, dataset=dataset,
+                                threads=threads, force=force, progress=hooks.training(label))
+            hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
             rows.append((mech, run_dir, metrics))
-            bar.console.print(f"{mech}: test accuracy {metrics['test_accuracy']:.2%} → {run_dir}")
     console.print(training_summary(task, rows))
 
 
@@ -171,35 +263,46 @@ def training_summary(task: str, rows: list[tuple[str, Path, dict[str, Any]]]) ->
     return table
 
 
-def print_headlines(results: Any) -> None:
-    """The report's Table 5-style headline tables, in the terminal."""
-    from payattn.report import headline_tables
+def export_summary(manifests: list[Any]) -> Table:
+    table = Table(title="export summary")
+    for col in ("mechanism", "artifact", "size", "max |Δ| vs torch", "top-1 agree", "test acc", "ops"):
+        table.add_column(col, justify="left" if col in ("mechanism", "artifact") else "right")
+    for m in manifests:
+        for a in m["artifacts"]:
+            parity = a["parity"]
+            table.add_row(m["mechanism"], a["file"], f"{a['bytes'] / 1024:,.1f} KiB",
+                          f"{parity['max_abs_diff']:.2e}", f"{parity['top1_agreement']:.1%}",
+                          f"{a['test_accuracy']:.2%}", str(a["operator_count"]))
+    return table
 
-    # Piped output (a log, CI) is not wrapped to 80 columns: the table is wide.
-    out = console if console.is_terminal else Console(width=240)
-    for t in headline_tables(results):
-        table = Table(title=t.title)
-        for i, col in enumerate(t.columns):
-            table.add_column(col, justify="left" if i in t.left else "right")
-        for row in t.rows:
-            table.add_row(*row)
-        out.print(table)
-        if t.note:
-            out.print(t.note, style="dim")
 
 
 @app.command()
 @friendly_errors
-def report(
-    results: Path = typer.Argument(..., help="A results.jsonl written by `payattn bench`."),
-    out: Optional[Path] = typer.Option(None, help="Report folder; default: report/ beside RESULTS."),
+def export(
+    mechanism: Optional[str] = typer.Option(None, "--mechanism", "-m", metavar=MECH_METAVAR, help=MECHANISM_HELP + " Default: all, or the checkpoint's."),
+    checkpoint: Optional[list[Path]] = typer.Option(None, help="Run dir(s) from `payattn train`; without it the task's default model is trained first (or reused from --runs-dir when it is exactly that model)."),
+    task: str = typer.Option("mnist-5k", help="Task to train on when no --checkpoint is given."),
+    preset: Optional[str] = typer.Option(None, help="Preset to train when no --checkpoint is given; default: the task's."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs when training first; default: the task's."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder holding the full dataset files (overrides the one a checkpoint was trained from)."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8", metavar=PRECISION_METAVAR, help=PRECISION_HELP),
+    out: Path = typer.Option(Path("artifacts"), help="Artifact dirs are written to OUT/TASK/MECHANISM."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where models trained first are kept (RUNS_DIR/TASK/MECHANISM)."),
+    force: bool = typer.Option(False, "--force", help="Replace existing artifact dirs (only payattn's own files in them)."),
 ) -> None:
-    """Write report.md, report.csv, a self-contained report.html and PNG plots from a results file."""
-    from payattn.report import report as write_report
+    """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a manifest."""
+    from payattn.pipeline import export_pipeline
 
-    paths = write_report(results, out or results.parent / "report")
-    print_headlines(results)
-    console.print(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}")
+    with progress_bar() as bar:
+        jobs, manifests = export_pipeline(
+            checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
+            data_dir=data_dir, precisions=precision, out=out, runs_dir=runs_dir, force=force,
+            hooks=bar_hooks(bar))
+    console.print(export_summary(manifests))
+    for job in jobs:
+        trained = f" (model trained first into {job.run_dir})" if job.trained else ""
+        console.print(f"wrote {job.out_dir}{trained}")
 
 
 def split_list(value: str, option: str) -> list[str]:
@@ -209,9 +312,9 @@ def split_list(value: str, option: str) -> list[str]:
     return items
 
 
-def parse_threads(value: str) -> list[int]:
+def parse_threads(value: str) -> tuple[int, ...]:
     try:
-        return [int(v) for v in split_list(value, "--threads")]
+        return tuple(int(v) for v in split_list(value, "--threads"))
     except ValueError:
         raise PayattnError(f"--threads takes whole numbers separated by commas, got {value!r}") from None
 
@@ -238,43 +341,30 @@ def result_row(result: dict[str, Any]) -> str:
             f"p50 {p50:8.3f} ms  {spread} ms  runs {result['runs']}")
 
 
-def run_bench(dirs: list[Path], devices: list[str], results: Path, devices_file: Optional[Path],
-              xnnpack: Optional[bool] = None, **job_options: Any) -> list[dict[str, Any]]:
-    """Bench `dirs` on every device in turn; print each result as it lands. Exits 1 if a
-    device failed, after the others have run and with their results kept."""
-    from payattn.bench import build_job
-    from payattn.devices import AdbSettings, run_on_devices
-
-    job = build_job(dirs, **job_options)
-    console.print(f"[bold]{len(job['artifacts'])} artifact(s) × {len(job['threads'])} thread "
-                  f"setting(s) on {', '.join(devices)}[/] → {results}")
-    measured, failures = run_on_devices(
-        devices, job, results, devices_file=devices_file, adb=AdbSettings(use_xnnpack=xnnpack),
-        progress=lambda msg: err_console.print(msg, style="dim", highlight=False),
-        on_result=lambda r: console.print(result_row(r), highlight=False),
-    )
+def report_failures(failures: list[Any], measured: int, results: Path) -> None:
+    """Print each device failure; exit 1 after the others ran, their results kept."""
     for failure in failures:
-        err_console.print(f"[bold red]error:[/] {failure.message}", highlight=False, soft_wrap=True)
+        print_error(failure.message)
     if failures:
-        err_console.print(f"{len(measured)} result(s) were measured and kept in {results}")
+        err_console.print(f"{measured} result(s) were measured and kept in {results}", markup=False)
         raise typer.Exit(1)
-    return measured
 
 
 @app.command()
 @friendly_errors
 def bench(
     artifact_dirs: Optional[list[Path]] = typer.Argument(None, help="Artifact dirs from `payattn export`; default: ARTIFACTS/TASK/MECHANISM."),
-    mechanism: str = typer.Option("all", "--mechanism", "-m", help=MECHANISM_HELP + " Used when no dir is given."),
+    mechanism: str = typer.Option("all", "--mechanism", "-m", metavar=MECH_METAVAR, help=MECHANISM_HELP + " Used when no dir is given."),
     task: str = typer.Option("mnist-5k", help="Task whose artifacts to bench when no dir is given."),
     artifacts: Path = typer.Option(Path("artifacts"), help="Root of the artifact dirs when no dir is given."),
-    runtime: str = typer.Option("onnxruntime,litert", help="Comma list: onnxruntime, litert."),
-    precision: str = typer.Option("fp32", help="Comma list: fp32, fp16, dynamic-int8, int8."),
-    threads: str = typer.Option("1", help="Comma list of thread counts, e.g. 1,2."),
-    runs: int = typer.Option(50, help="Measured runs at least (and --min-seconds of them)."),
-    warmup: int = typer.Option(1, help="Warm-up runs at least (and --warmup-seconds of them)."),
-    min_seconds: float = typer.Option(1.0, help="Measured time at least, per artifact."),
-    warmup_seconds: float = typer.Option(0.5, help="Warm-up time at least, per artifact."),
+    runtime: str = typer.Option(",".join(RUNTIMES), metavar=RUNTIME_METAVAR, help=RUNTIME_HELP),
+    precision: str = typer.Option("fp32", metavar=PRECISION_METAVAR, help=PRECISION_HELP),
+    threads: str = typer.Option(",".join(map(str, DEFAULT_BENCH.threads)), help=describe("threads")),
+    runs: int = typer.Option(DEFAULT_BENCH.runs, help=describe("runs")),
+    warmup: int = typer.Option(DEFAULT_BENCH.warmup_runs, help=describe("warmup_runs")),
+    min_seconds: float = typer.Option(DEFAULT_BENCH.min_seconds, help=describe("min_seconds")),
+    warmup_seconds: float = typer.Option(DEFAULT_BENCH.warmup_seconds, help=describe("warmup_seconds")),
+    timeout: float = typer.Option(DEFAULT_BENCH.timeout_seconds, help=describe("timeout_seconds")),
     results: Path = typer.Option(Path("results.jsonl"), help="Results file; lines are appended."),
     device: str = typer.Option("local", help="Comma list of devices: local and names from `payattn devices list`."),
     devices_file: Optional[Path] = typer.Option(None, help="Device registry file (default: the user's config dir)."),
@@ -282,12 +372,81 @@ def bench(
 ) -> None:
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file."""
+    from payattn.bench import build_job
+    from payattn.devices import AdbSettings, run_on_devices
+    from payattn.export import parse_precisions
+
+    settings = BenchSettings(threads=parse_threads(threads), runs=runs, warmup_runs=warmup,
+                             min_seconds=min_seconds, warmup_seconds=warmup_seconds,
+                             timeout_seconds=timeout)
     dirs = list(artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism)))
-    run_bench(dirs, split_list(device, "--device"), results, devices_file, xnnpack,
-              runtimes=split_list(runtime, "--runtime"),
-              precisions=split_list(precision, "--precision"), threads=parse_threads(threads),
-              runs=runs, warmup=warmup, min_seconds=min_seconds, warmup_seconds=warmup_seconds)
-    console.print(f"results appended to {results}; next: payattn report {results}")
+    devices = split_list(device, "--device")
+    job = build_job(dirs, split_list(runtime, "--runtime"), parse_precisions(precision), settings)
+    console.print(f"{len(job['artifacts'])} artifact(s) × {len(settings.threads)} thread setting(s) "
+                  f"on {', '.join(devices)} → {results}", markup=False)
+    measured, failures = run_on_devices(
+        devices, job, results, devices_file=devices_file, adb=AdbSettings(use_xnnpack=xnnpack),
+        log=lambda msg: err_console.print(msg, style="dim", highlight=False, markup=False),
+        on_result=lambda r: console.print(result_row(r), highlight=False, markup=False),
+    )
+    report_failures(failures, len(measured), results)
+    console.print(f"results appended to {results}; next: payattn report {results}", markup=False)
+
+
+def print_headlines(results: Any) -> None:
+    """The report's Table 5-style headline tables, in the terminal."""
+    from payattn.report import headline_tables
+
+    # Piped output (a log, CI) is not wrapped to 80 columns: the table is wide.
+    out = console if console.is_terminal else Console(width=240)
+    for t in headline_tables(results):
+        table = Table(title=t.title)
+        for i, col in enumerate(t.columns):
+            table.add_column(col, justify="left" if i in t.left else "right")
+        for row in t.rows:
+            table.add_row(*row)
+        out.print(table)
+        if t.note:
+            out.print(t.note, style="dim")
+
+
+@app.command()
+@friendly_errors
+def report(
+    results: Path = typer.Argument(Path("results.jsonl"), help="A results.jsonl written by `payattn bench`."),
+    out: Optional[Path] = typer.Option(None, help="Report folder; default: report/ beside RESULTS."),
+) -> None:
+    """Write report.md, report.csv, a self-contained report.html and PNG plots from a results file."""
+    from payattn.report import report as write_report
+
+    paths = write_report(results, out or results.parent / "report")
+    print_headlines(results)
+    console.print(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}", markup=False)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Path = typer.Option(Path("demo-out"), help="Everything is written here: runs/, artifacts/, results.jsonl, report/."),
+    text: bool = typer.Option(False, "--text", help="Also run the movie-reviews text task."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs; default: each task's."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8", metavar=PRECISION_METAVAR, help=PRECISION_HELP + " Exported and benched."),
+    runs: int = typer.Option(DEFAULT_BENCH.runs, help=describe("runs")),
+    min_seconds: float = typer.Option(DEFAULT_BENCH.min_seconds, help=describe("min_seconds")),
+    force: bool = typer.Option(False, "--force", help="Replace payattn's own outputs in an existing OUT (runs/, artifacts/, results.jsonl, report/); nothing else there is touched."),
+) -> None:
+    """The whole pipeline on the embedded data: train all four mechanisms, export, verify,
+    bench on this machine with ONNX Runtime and LiteRT, and write the report."""
+    from payattn.pipeline import run_demo
+
+    settings = BenchSettings(runs=runs, min_seconds=min_seconds)
+    with progress_bar() as bar:
+        outcome = run_demo(out, text=text, epochs=epochs, precisions=precision, settings=settings,
+                           force=force, hooks=bar_hooks(bar))
+    print_headlines(outcome.results)
+    console.print(f"demo finished in {outcome.seconds:.0f} s\n"
+                  f"report: {outcome.report.md}\n        {outcome.report.html}", markup=False)
+    report_failures(outcome.failures, outcome.measured, outcome.results)
 
 
 devices_app = typer.Typer(help="The device registry: this machine, SSH boards, ADB phones.",
@@ -369,150 +528,3 @@ def devices_check(
     console.print(check.describe(), highlight=False)
     if not check.ok:
         raise typer.Exit(1)
-
-
-def train_with_bar(task: str, mechanism: str, run_dir: Path, bar: Progress, **options: Any) -> dict[str, Any]:
-    """Train one mechanism with a bar of its own on the shared progress display."""
-    from payattn.train import train as train_one
-
-    job = bar.add_task(f"train {task}/{mechanism}", total=None, status="")
-
-    def report(step: int, total: int, loss: float) -> None:
-        bar.update(job, completed=step, total=total, status=f"loss {loss:.3f}")
-
-    return train_one(task, mechanism, run_dir, progress=report, **options)
-
-
-def ensure_run(task: str, mechanism: str, preset: Optional[str], runs_root: Path, bar: Progress,
-               **options: Any) -> Path:
-    """The run dir RUNS/TASK/MECHANISM: reused when it holds this task, mechanism and preset,
-    trained with the task's defaults otherwise."""
-    from payattn.data import TASKS
-
-    run_dir = runs_root / task / mechanism
-    config_path = run_dir / "config.json"
-    if config_path.is_file() and (run_dir / "model.pt").is_file():
-        import json
-
-        config = json.loads(config_path.read_text())
-        wanted = preset or (TASKS[task].default_preset if task in TASKS else None)
-        if (config.get("task"), config.get("mechanism"), config.get("preset")) == (task, mechanism, wanted):
-            bar.console.print(f"using the trained model in {run_dir}")
-            return run_dir
-    train_with_bar(task, mechanism, run_dir, bar, preset=preset, **options)
-    return run_dir
-
-
-def export_with_bar(run_dir: Path, out_dir: Path, precisions: str, force: bool, bar: Progress) -> Any:
-    """Export one run dir, showing the current step on the shared progress display."""
-    from payattn.export import export as export_one
-
-    job = bar.add_task(f"export {out_dir.parent.name}/{out_dir.name}", total=None, status="")
-    manifest = export_one(run_dir, out_dir, precisions, force=force,
-                          progress=lambda step: bar.update(job, status=step))
-    bar.update(job, total=1, completed=1, status=f"done in {manifest['export_seconds']:.0f} s")
-    return manifest
-
-
-def export_summary(manifests: list[Any]) -> Table:
-    table = Table(title="export summary")
-    for col in ("mechanism", "artifact", "size", "max |Δ| vs torch", "top-1 agree", "test acc", "ops"):
-        table.add_column(col, justify="left" if col in ("mechanism", "artifact") else "right")
-    for m in manifests:
-        for a in m["artifacts"]:
-            parity = a["parity"]
-            table.add_row(m["mechanism"], a["file"], f"{a['bytes'] / 1024:,.1f} KiB",
-                          f"{parity['max_abs_diff']:.2e}", f"{parity['top1_agreement']:.1%}",
-                          f"{a['test_accuracy']:.2%}", str(a["operator_count"]))
-    return table
-
-
-@app.command()
-@friendly_errors
-def export(
-    mechanism: Optional[str] = typer.Option(None, "--mechanism", "-m", help=MECHANISM_HELP + " Default: all, or the checkpoint's."),
-    checkpoint: Optional[list[Path]] = typer.Option(None, help="Run dir(s) from `payattn train`; without it the task's default model is trained first (or reused from --runs)."),
-    task: str = typer.Option("mnist-5k", help="Task to train on when no --checkpoint is given."),
-    preset: Optional[str] = typer.Option(None, help="Preset to train when no --checkpoint is given; default: the task's."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs when training first; default: the task's."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder holding the full dataset files."),
-    precision: str = typer.Option("fp32,fp16,dynamic-int8", help="Comma list of fp32, fp16, dynamic-int8, int8, or all."),
-    out: Path = typer.Option(Path("artifacts"), help="Artifact dirs are written to OUT/TASK/MECHANISM."),
-    runs: Path = typer.Option(Path("runs"), help="Where models trained first are kept (RUNS/TASK/MECHANISM)."),
-    force: bool = typer.Option(False, "--force", help="Replace existing artifact dirs."),
-) -> None:
-    """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a manifest."""
-    import json
-
-    from payattn.export import parse_precisions
-
-    parse_precisions(precision)  # fail on a bad name before any training
-    jobs: list[tuple[Path, Path]] = []
-    with progress_bar() as bar:
-        if checkpoint:
-            wanted = set(expand_mechanisms(mechanism)) if mechanism else None
-            for run_dir in checkpoint:
-                config_path = run_dir / "config.json"
-                if not config_path.is_file():
-                    raise PayattnError(f"{config_path} is missing: {run_dir} is not a run dir from `payattn train`")
-                config = json.loads(config_path.read_text())
-                if wanted is not None and config.get("mechanism") not in wanted:
-                    raise PayattnError(f"{run_dir} holds a {config.get('mechanism')} model, not {mechanism}")
-                jobs.append((run_dir, out / config["task"] / config["mechanism"]))
-        else:
-            for mech in expand_mechanisms(mechanism or "all"):
-                run_dir = ensure_run(task, mech, preset, runs, bar, epochs=epochs, data_dir=data_dir)
-                jobs.append((run_dir, out / task / mech))
-        for _, out_dir in jobs:
-            if out_dir.exists() and not force:
-                raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
-        manifests = [export_with_bar(run_dir, out_dir, precision, force, bar) for run_dir, out_dir in jobs]
-    console.print(export_summary(manifests))
-    for (_, out_dir) in jobs:
-        console.print(f"wrote {out_dir}")
-
-
-@app.command()
-@friendly_errors
-def demo(
-    out: Path = typer.Option(Path("demo-out"), help="Everything is written here: runs/, artifacts/, results.jsonl, report/."),
-    text: bool = typer.Option(False, "--text", help="Also run the movie-reviews text task."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs; default: each task's."),
-    precision: str = typer.Option("fp32,fp16,dynamic-int8", help="Precisions to export and bench (int8 too: add it, or all)."),
-    runs: int = typer.Option(50, help="Measured runs per artifact, at least."),
-    min_seconds: float = typer.Option(1.0, help="Measured seconds per artifact, at least."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing OUT."),
-) -> None:
-    """The whole pipeline on the embedded data: train all four mechanisms, export, verify,
-    bench on this machine with ONNX Runtime and LiteRT, and write the report."""
-    import shutil
-    import time
-
-    from payattn.export import parse_precisions
-    from payattn.report import report as write_report
-
-    precisions = parse_precisions(precision)
-    if out.exists():
-        if not force:
-            raise PayattnError(f"{out} already exists; pass --force to replace it")
-        shutil.rmtree(out)
-    started = time.perf_counter()
-    tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
-    artifact_dirs: dict[str, list[Path]] = {}
-    with progress_bar() as bar:
-        for task in tasks:
-            for mech in MECHANISMS:
-                train_with_bar(task, mech, out / "runs" / task / mech, bar, epochs=epochs)
-            artifact_dirs[task] = []
-            for mech in MECHANISMS:
-                artifact_dir = out / "artifacts" / task / mech
-                export_with_bar(out / "runs" / task / mech, artifact_dir, precisions, False, bar)
-                artifact_dirs[task].append(artifact_dir)
-    results = out / "results.jsonl"
-    for task in tasks:
-        run_bench(artifact_dirs[task], ["local"], results, None, runtimes=["onnxruntime", "litert"],
-                  precisions=precisions, threads=[1], runs=runs, min_seconds=min_seconds)
-    paths = write_report(results, out / "report")
-    print_headlines(results)
-    console.print(f"demo finished in {time.perf_counter() - started:.0f} s\n"
-                  f"report: {paths.md}\n        {paths.html}")

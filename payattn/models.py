@@ -93,6 +93,23 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+# Bounds of the model-shape options: large enough for every preset and the paper's models,
+# small enough that a typo fails here instead of allocating gigabytes.
+OVERRIDE_BOUNDS = {"d_model": (1, 4096), "heads": (1, 256), "depth": (1, 64), "mlp_dim": (1, 16384),
+                   "patch_size": (1, 64), "context_length": (1, 4096), "max_vocab": (4, 1_000_000)}
+
+
+def check_overrides(values: dict[str, Any]) -> None:
+    """Refuse a model-shape option that is not a whole number within its bounds (None = unset)."""
+    for name, value in values.items():
+        if name not in OVERRIDE_BOUNDS or value is None:
+            continue
+        low, high = OVERRIDE_BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            flag = "--" + name.replace("_", "-")
+            raise PayattnError(f"{flag} must be a whole number from {low:,} to {high:,}, got {value!r}")
+
+
 def resolve_config(
     preset: str | Preset,
     mechanism: str,
@@ -112,6 +129,7 @@ def resolve_config(
     unknown = set(given) - {f.name for f in fields(ModelConfig)}
     if unknown:
         raise PayattnError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    check_overrides(given)
     heads = given.pop("heads", None) or DEFAULT_HEADS[mechanism] or p.heads
     base = dict(
         kind=p.kind, mechanism=mechanism, d_model=p.d_model, heads=heads, depth=p.depth,

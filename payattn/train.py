@@ -8,9 +8,7 @@ order and a run can be reproduced exactly.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from payattn.errors import PayattnError
-from payattn.mechanisms import canonical_mechanism
 from payattn.cost import model_cost
 from payattn.data import TASKS, Dataset, load_task, prepare
 from payattn.data.tokenizer import Tokenizer
-from payattn.models import ModelConfig, build_model, get_preset, resolve_config
+from payattn.errors import PayattnError
+from payattn.files import check_replaceable, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.mechanisms import MECHANISMS, canonical_mechanism
+from payattn.models import ModelConfig, build_model, check_overrides, get_preset, resolve_config
+from payattn.runtime.settings import check_bound
 
 DEFAULT_EPOCHS = {"mnist-5k": 15, "movie-reviews": 5, "amazon-reviews": 8}
 FALLBACK_EPOCHS = 10  # the paper's setting for its full datasets
@@ -34,6 +34,11 @@ LEARNING_RATE = 1e-3
 # Vision batches are moved by up to this many pixels (a cyclic shift, one per batch): with
 # 4,000 training digits, a one-head model otherwise overfits (98% train, 88% test).
 MAX_SHIFT = 1
+MAX_EPOCHS = 10_000
+MAX_SEED = 2**32 - 1
+# What a run dir holds: `--force` replaces a dir holding these names only.
+RUN_FILES = ("model.pt", "config.json", "metrics.json", "tokenizer.json")
+RUN_KEYS = ("task", "preset", "mechanism", "seed", "epochs", "model")
 
 # Called after every optimiser step with (steps done, total steps, latest loss).
 ProgressFn = Callable[[int, int, float], None]
@@ -95,19 +100,22 @@ def train(
     progress: ProgressFn | None = None,
     dataset: Dataset | None = None,
     threads: int = 1,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train one model and write its run dir to `out` (atomically). Returns the metrics.
 
     `overrides` holds ModelConfig fields from the command line (None values are ignored),
-    plus `max_vocab` for the tokenizer of text tasks; `dataset` lets `--mechanism all` load the data once.
+    plus `max_vocab` for the tokenizer of text tasks; `dataset` lets `--mechanism all` load the
+    data once. An existing `out` is replaced only with `force`, and only if it is a run dir.
     """
     mechanism = canonical_mechanism(mechanism)
     if task not in TASKS:
         raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     preset = preset or TASKS[task].default_preset
     epochs = epochs if epochs is not None else default_epochs(task)
-    if epochs < 1:
-        raise PayattnError(f"--epochs must be at least 1, got {epochs}")
+    check_train_options(epochs=epochs, seed=seed, threads=threads, overrides=overrides)
+    check_run_target(Path(out), force)
+    data_dir = Path(data_dir).absolute() if data_dir is not None else None
     overrides = dict(overrides or {})
     max_vocab = overrides.pop("max_vocab", None)
     dataset = dataset or load_task(task, data_dir)
@@ -129,6 +137,7 @@ def train(
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    pause_point("train:fit")
     model = build_model(cfg)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     order = torch.Generator().manual_seed(seed)
@@ -174,50 +183,112 @@ def train(
     return metrics
 
 
+def check_train_options(*, epochs: int, seed: int, threads: int, overrides: dict[str, Any] | None) -> None:
+    """Refuse out-of-range training options before any data is loaded."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+        raise PayattnError(f"--epochs must be a whole number from 1 to {MAX_EPOCHS:,}, got {epochs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise PayattnError(f"--seed must be a whole number from 0 to {MAX_SEED:,}, got {seed!r}")
+    check_bound("threads", threads)
+    check_overrides(dict(overrides or {}))
+
+
+def check_run_target(out: Path, force: bool) -> None:
+    """Refuse to overwrite an existing run dir without `force`, or anything but a run dir with it."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
+        raise PayattnError(f"run dir {out} already exists; pass --force to replace it, or choose another --out")
+    check_replaceable(out, RUN_FILES, "run dir", "choose another --out")
+
+
 def write_run_dir(
     out: Path, model: nn.Module, run_config: dict[str, Any], metrics: dict[str, Any],
     tokenizer: Tokenizer | None,
 ) -> None:
-    """Write a complete run dir next to `out`, then swap it into place."""
+    """Write a complete run dir beside `out`, then swap it into place."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    clean_leftovers(out.parent)
+    tmp = temp_dir_beside(out)
     try:
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer.json")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        replace_dir(tmp, out, "train")
+    except OSError as exc:
+        raise PayattnError(f"cannot write run dir {out} ({exc.strerror or exc}); free space on that "
+                           f"disk or choose another --out") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The validated config.json of a run dir: the one reader behind export --checkpoint and the
+    reuse of a trained model. A missing, truncated, incomplete or inconsistent file is an error
+    naming the file and the fix."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    fix = "retrain it with `payattn train --force`"
+    if not path.is_file():
+        raise PayattnError(f"{path} is missing: {run_dir} is not a run dir from `payattn train`")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayattnError(f"{path} is truncated or not JSON ({exc}); {fix}") from None
+    if not isinstance(config, dict):
+        raise PayattnError(f"{path} is not a JSON object; {fix}")
+    missing = [key for key in RUN_KEYS if key not in config]
+    if missing:
+        raise PayattnError(f"{path} is incomplete: no {', '.join(missing)}; {fix}")
+    model = config["model"]
+    required = [f for f in ("kind", "mechanism", "d_model", "heads", "depth", "mlp_dim",
+                            "num_classes", "context_length") if not isinstance(model, dict) or f not in model]
+    if required:
+        raise PayattnError(f"{path} is incomplete: no model {', '.join(required)}; {fix}")
+    if config["task"] not in TASKS or config["mechanism"] not in MECHANISMS:
+        raise PayattnError(f"{path} names task {config['task']!r} and mechanism {config['mechanism']!r}, "
+                           f"which payattn does not know; {fix}")
+    if model["mechanism"] != config["mechanism"] or model["kind"] != TASKS[config["task"]].kind:
+        raise PayattnError(f"{path} disagrees with itself: mechanism {config['mechanism']!r} but model "
+                           f"{model['mechanism']!r} ({model['kind']}) for task {config['task']!r}; {fix}")
+    bad = [f for f in ("d_model", "heads", "depth", "mlp_dim", "num_classes", "context_length")
+           if isinstance(model[f], bool) or not isinstance(model[f], int) or model[f] < 1]
+    if bad:
+        raise PayattnError(f"{path}: model {', '.join(bad)} must be positive integers; {fix}")
+    return config
 
 
 def load_run(run_dir: Path) -> LoadedRun:
     """Rebuild the exact trained model of a run dir, in eval mode."""
     run_dir = Path(run_dir)
-    config_path, weights = run_dir / "config.json", run_dir / "model.pt"
-    for path in (config_path, weights):
-        if not path.is_file():
-            raise PayattnError(
-                f"{path} is missing: {run_dir} is not a run dir; create one with `payattn train`"
-            )
+    run_config = read_run_config(run_dir)
+    weights = run_dir / "model.pt"
+    if not weights.is_file():
+        raise PayattnError(f"{weights} is missing: {run_dir} is not a run dir; create one with `payattn train`")
     try:
-        run_config = json.loads(config_path.read_text())
         cfg = ModelConfig.from_dict(run_config["model"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PayattnError(f"{config_path} is malformed ({exc}); retrain with `payattn train`") from None
-    model = build_model(cfg)
+        model = build_model(cfg)
+    except (TypeError, ValueError) as exc:
+        raise PayattnError(f"{run_dir / 'config.json'} describes no valid model ({exc}); "
+                           f"retrain with `payattn train --force`") from None
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as exc:  # torch raises many types for a damaged or mismatched file
+    except Exception as exc:  # torch raises many types for a damaged file
         raise PayattnError(
             f"{weights} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            f"the checkpoint is corrupt or from another model: retrain with `payattn train`"
+            f"the checkpoint is corrupt: retrain with `payattn train --force`"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:  # shapes or names differ from the config's model
+        raise PayattnError(
+            f"{run_dir / 'config.json'} disagrees with {weights} ({str(exc).splitlines()[-1].strip()[:200]}); "
+            f"the two come from different models: restore the matching pair or retrain with "
+            f"`payattn train --force`"
         ) from None
     model.eval()
     tok_path = run_dir / "tokenizer.json"

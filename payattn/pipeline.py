@@ -1,0 +1,237 @@
+"""The pipeline's composite steps: reuse-or-train, exporting several runs, and the demo.
+
+The CLI only parses options and prints; what happens between the stages lives here, so a
+script gets the same rules: a trained model is reused only when it is exactly the one asked
+for, every target is checked before anything is trained or measured, and `--force` replaces
+only what payattn wrote.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from payattn.errors import PayattnError
+from payattn.files import check_not_precious, check_writable
+from payattn.mechanisms import MECHANISMS, expand_mechanisms
+from payattn.runtime.results import RESULT_PREFIX
+from payattn.runtime.settings import BenchSettings
+
+StepFn = Callable[[int, int, float], None]
+
+
+def _quiet(*_: Any) -> None:
+    return None
+
+
+@dataclass
+class Hooks:
+    """Where the pipeline reports: `log` messages, each `on_result` line, and per-job progress
+    (`training(label)` returns the step callback of one training, `exporting(label)` the step
+    callback of one export, `done(label, status)` closes either)."""
+
+    log: Callable[[str], None] = _quiet
+    on_result: Callable[[dict[str, Any]], None] = _quiet
+    training: Callable[[str], StepFn] = lambda label: _quiet
+    exporting: Callable[[str], Callable[[str], None]] = lambda label: _quiet
+    done: Callable[[str, str], None] = _quiet
+
+
+@dataclass
+class ExportJob:
+    run_dir: Path
+    out_dir: Path
+    trained: bool = False  # trained first by this command
+
+
+def wanted_config(task: str, mechanism: str, preset: str | None, epochs: int | None,
+                  data_dir: Path | None) -> dict[str, Any]:
+    """What a run dir trained by `export` with these options records: reuse needs all of it."""
+    from payattn.data import TASKS
+    from payattn.models import resolve_config
+    from payattn.train import default_epochs
+
+    if task not in TASKS:
+        raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    preset = preset or TASKS[task].default_preset
+    cfg = resolve_config(preset, mechanism)
+    shape = {k: getattr(cfg, k) for k in ("d_model", "heads", "depth", "mlp_dim", "patch_size", "bias")}
+    return {"task": task, "mechanism": mechanism, "preset": preset, "seed": 0,
+            "epochs": epochs if epochs is not None else default_epochs(task),
+            "data_dir": str(Path(data_dir).absolute()) if data_dir is not None else None, "model": shape}
+
+
+def reusable(run_dir: Path, wanted: dict[str, Any]) -> bool:
+    """True when `run_dir` holds exactly the wanted model; False when there is none; an error
+    naming the difference and the options to use when it holds another."""
+    from payattn.train import read_run_config
+
+    if not run_dir.exists():
+        return False
+    config = read_run_config(run_dir)
+    if not (run_dir / "model.pt").is_file():
+        raise PayattnError(f"{run_dir / 'model.pt'} is missing; retrain with `payattn train --force`")
+    have = {**{k: config.get(k) for k in wanted if k != "model"},
+            "model": {k: config["model"].get(k) for k in wanted["model"]}}
+    diff = [f"{k}={have[k]!r} (asked {wanted[k]!r})" for k in wanted if k != "model" and have[k] != wanted[k]]
+    diff += [f"{k}={have['model'][k]!r} (preset's {v!r})" for k, v in wanted["model"].items()
+             if have["model"][k] != v]
+    if diff:
+        raise PayattnError(f"{run_dir} holds another model ({', '.join(diff)}); export it with "
+                           f"--checkpoint {run_dir}, or give another --runs-dir to train anew")
+    return True
+
+
+def ensure_run(task: str, mechanism: str, runs_root: Path, *, preset: str | None = None,
+               epochs: int | None = None, data_dir: Path | None = None,
+               hooks: Hooks = Hooks()) -> tuple[Path, bool]:
+    """The run dir RUNS/TASK/MECHANISM: reused when it holds exactly this model, trained with
+    the task's defaults when absent, refused otherwise. Returns (run dir, trained now)."""
+    from payattn.train import train
+
+    run_dir = Path(runs_root) / task / mechanism
+    if reusable(run_dir, wanted_config(task, mechanism, preset, epochs, data_dir)):
+        hooks.log(f"using the trained model in {run_dir}")
+        return run_dir, False
+    label = f"train {task}/{mechanism}"
+    metrics = train(task, mechanism, run_dir, preset=preset, epochs=epochs, data_dir=data_dir,
+                    progress=hooks.training(label))
+    hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
+    return run_dir, True
+
+
+def checkpoint_jobs(checkpoints: Iterable[Path], mechanism: str | None, out: Path) -> list[ExportJob]:
+    """Export jobs for run dirs given with --checkpoint, their configs read and checked."""
+    from payattn.train import read_run_config
+
+    wanted = set(expand_mechanisms(mechanism)) if mechanism else None
+    jobs = []
+    for run_dir in checkpoints:
+        config = read_run_config(run_dir)
+        if wanted is not None and config["mechanism"] not in wanted:
+            raise PayattnError(f"{run_dir} holds a {config['mechanism']} model, not {mechanism}; "
+                               f"drop --mechanism or pass another --checkpoint")
+        jobs.append(ExportJob(Path(run_dir), out / config["task"] / config["mechanism"]))
+    return jobs
+
+
+def export_all(jobs: list[ExportJob], precisions: Iterable[str], *, force: bool,
+               data_dir: Path | None = None, hooks: Hooks = Hooks()) -> list[Any]:
+    """Export each job's run dir; return the manifests."""
+    from payattn.export import export
+
+    manifests = []
+    for job in jobs:
+        label = f"export {job.out_dir.parent.name}/{job.out_dir.name}"
+        manifest = export(job.run_dir, job.out_dir, list(precisions), force=force,
+                          progress=hooks.exporting(label), data_dir=data_dir)
+        hooks.done(label, f"done in {manifest['export_seconds']:.0f} s")
+        manifests.append(manifest)
+    return manifests
+
+
+def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, task: str,
+                    preset: str | None, epochs: int | None, data_dir: Path | None,
+                    precisions: str, out: Path, runs_dir: Path, force: bool,
+                    hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
+    """`payattn export`: every target checked first, models trained or reused, then exported."""
+    from payattn.export import check_export_target, parse_precisions
+
+    chosen = parse_precisions(precisions)  # a bad name fails before any training
+    if checkpoints:
+        jobs = checkpoint_jobs(checkpoints, mechanism, out)
+    else:
+        mechanisms = expand_mechanisms(mechanism or "all")
+        jobs = [ExportJob(runs_dir / task / m, out / task / m) for m in mechanisms]
+        for job in jobs:  # refuse a mismatched run before training any other
+            reusable(job.run_dir, wanted_config(task, job.run_dir.name, preset, epochs, data_dir))
+    for job in jobs:
+        check_export_target(job.out_dir, force)
+    check_writable(out, "--out")
+    if not checkpoints:
+        check_writable(runs_dir, "--runs-dir")
+        for job in jobs:
+            job.run_dir, job.trained = ensure_run(task, job.run_dir.name, runs_dir, preset=preset,
+                                                  epochs=epochs, data_dir=data_dir, hooks=hooks)
+    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks)
+
+
+@dataclass
+class DemoOutcome:
+    results: Path
+    report: Any
+    seconds: float
+    measured: int = 0
+    failures: list[Any] = field(default_factory=list)
+
+
+def check_demo_target(out: Path, tasks: list[str], force: bool) -> None:
+    """Refuse a demo folder that would overwrite anything payattn did not write there."""
+    from payattn.export import check_export_target
+    from payattn.train import check_run_target
+
+    check_not_precious(out, "--out")
+    if out.exists() and not force:
+        raise PayattnError(f"{out} already exists; pass --force to replace payattn's outputs in it "
+                           f"(its runs/, artifacts/, results.jsonl, report/), or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise PayattnError(f"{out} exists and is not a folder; choose another --out")
+    check_writable(out, "--out")
+    for task in tasks:
+        for mech in MECHANISMS:
+            check_run_target(out / "runs" / task / mech, force)
+            check_export_target(out / "artifacts" / task / mech, force)
+    results = out / "results.jsonl"
+    if results.exists() and not _payattn_results(results):
+        raise PayattnError(f"{results} holds lines payattn did not write; move it away or choose "
+                           f"another --out")
+    report = out / "report"
+    if report.exists() and not report.is_dir():
+        raise PayattnError(f"{report} is a file, not a report folder; move it away or choose another --out")
+
+
+def _payattn_results(path: Path) -> bool:
+    """Whether every line of `path` is a result line payattn wrote."""
+    if not path.is_file():
+        return False
+    with open(path, "rb") as stream:
+        return all(not line.strip() or line.startswith(RESULT_PREFIX) for line in stream)
+
+
+def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
+             settings: BenchSettings, force: bool, hooks: Hooks = Hooks()) -> DemoOutcome:
+    """Train the four mechanisms on the embedded data, export, bench here with ONNX Runtime and
+    LiteRT, and write the report, all under `out`. With `force`, payattn's own outputs there
+    are replaced one by one (each checked to be payattn's first); nothing else is touched."""
+    from payattn.bench import build_job
+    from payattn.devices import run_on_devices
+    from payattn.export import parse_precisions
+    from payattn.report import report as write_report
+    from payattn.train import train
+
+    chosen = parse_precisions(precisions)
+    tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
+    check_demo_target(out, tasks, force)
+    started = time.perf_counter()
+    artifact_dirs: dict[str, list[Path]] = {}
+    for task in tasks:
+        jobs = []
+        for mech in MECHANISMS:
+            run_dir, label = out / "runs" / task / mech, f"train {task}/{mech}"
+            metrics = train(task, mech, run_dir, epochs=epochs, force=force, progress=hooks.training(label))
+            hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
+            jobs.append(ExportJob(run_dir, out / "artifacts" / task / mech, trained=True))
+        export_all(jobs, chosen, force=force, hooks=hooks)
+        artifact_dirs[task] = [job.out_dir for job in jobs]
+    results = out / "results.jsonl"
+    if results.exists():  # checked above to hold payattn's lines only
+        results.unlink()
+    failures, measured = [], 0
+    for task in tasks:
+        job = build_job(artifact_dirs[task], ("onnxruntime", "litert"), chosen, settings)
+        lines, failed = run_on_devices(["local"], job, results, log=hooks.log, on_result=hooks.on_result)
+        measured, failures = measured + len(lines), failures + failed
+    paths = write_report(results, out / "report")
+    return DemoOutcome(results, paths, time.perf_counter() - started, measured, failures)
