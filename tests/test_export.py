@@ -56,11 +56,12 @@ def run_dir(workdir: Path, task: str, mechanism: str) -> Path:
 
 
 def exported(workdir: Path, task: str, mechanism: str) -> tuple[Manifest, Path, list[str]]:
-    """Export once per (task, mechanism), into a dir that already holds a stale file (force)."""
+    """Export once per (task, mechanism), into a dir that already holds a stale artifact of an
+    earlier export (force)."""
     if (task, mechanism) not in _exports:
         out = workdir / "artifacts" / f"{task}-{mechanism}"
         out.mkdir(parents=True)
-        (out / "stale.txt").write_text("from an earlier export")
+        (out / "model_int8.tflite").write_text("from an earlier export")
         steps: list[str] = []
         manifest = export(run_dir(workdir, task, mechanism), out, TASKS[task][2], force=True,
                           progress=steps.append)
@@ -84,7 +85,7 @@ def test_export_is_verified_and_complete(workdir: Path, task: str, mechanism: st
     precisions = TASKS[task][2]
     files = {"model.onnx"} | {f"model_{p.replace('-', '_')}.tflite" for p in precisions}
     expected = files | {"manifest.json"} | ({"tokenizer.json"} if task != "mnist-5k" else set())
-    assert {p.name for p in out.iterdir()} == expected  # the stale file went with --force
+    assert {p.name for p in out.iterdir()} == expected  # the stale artifact went with --force
     assert Manifest.load(out).data == manifest.data
     assert_valid(json.loads((out / "manifest.json").read_text()), "manifest")
     assert steps[0] == "loading the run dir" and any(s.startswith("verifying model_fp32") for s in steps)
@@ -315,6 +316,8 @@ def test_existing_out_dir_needs_force(workdir: Path, tmp_path: Path) -> None:
     (out / "keep.txt").write_text("mine")
     with pytest.raises(PayattnError, match=r"already exists; pass --force"):
         export(run_dir(workdir, "mnist-5k", "efficient"), out)
+    with pytest.raises(PayattnError, match=r"holds files payattn did not write \(keep\.txt\)"):
+        export(run_dir(workdir, "mnist-5k", "efficient"), out, force=True)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

@@ -1,7 +1,7 @@
 """What every device kind shares: the error type, the outcome of a bench, and a process runner.
 
 A device bench is a child process (the harness locally, `ssh`, or `adb`) whose stdout carries
-result lines and whose stderr carries progress; results are handed on the moment they arrive,
+result lines and whose stderr carries progress messages; results are handed on the moment they arrive,
 so a device that drops mid-run leaves every line it already measured in the results file.
 """
 
@@ -18,8 +18,9 @@ from typing import Callable, Sequence
 
 from payattn.errors import PayattnError
 from payattn.runtime.artifacts import Artifact, load_artifact
+from payattn.runtime.lifetime import die_with_parent
 
-Progress = Callable[[str], None]
+Log = Callable[[str], None]
 OnResult = Callable[[dict], None]
 
 # How long one device may take for a whole job before it is declared hung.
@@ -52,8 +53,8 @@ class ProcessOutcome:
     timed_out: bool
 
 
-def ignore_progress(_message: str) -> None:
-    """The default progress sink."""
+def ignore_log(_message: str) -> None:
+    """The default log sink."""
 
 
 def stream_process(
@@ -79,6 +80,7 @@ def stream_process(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        preexec_fn=die_with_parent,  # a killed payattn takes its harness, ssh or adb with it
     )
     out: list[str] = []
     err: list[str] = []

@@ -21,14 +21,17 @@ from payattn.devices.base import (
     BenchRun,
     DeviceError,
     OnResult,
-    Progress,
-    ignore_progress,
+    Log,
+    ignore_log,
     last_error_line,
     result_collector,
     stream_process,
 )
 from payattn.devices.registry import LOCAL_SPEC, DeviceSpec
 from payattn.runtime.env import probe
+from payattn.files import clean_temp_leftovers
+
+JOB_DIR_PREFIX = "payattn-job-"  # + PID-: a killed run's job dir is recognised and removed later
 
 
 class LocalDevice:
@@ -52,7 +55,7 @@ class LocalDevice:
         return probe()
 
     def bench(self, job: dict, on_result: OnResult | None = None,
-              progress: Progress = ignore_progress) -> BenchRun:
+              log: Log = ignore_log) -> BenchRun:
         """Run the job here; each result line goes to `on_result` as it arrives."""
         started = time.perf_counter()
         run = BenchRun(device=self.spec.name)
@@ -61,20 +64,23 @@ class LocalDevice:
         env = dict(os.environ)
         package_root = str(Path(payattn.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        with tempfile.TemporaryDirectory(prefix="payattn-job-") as tmp:
+        clean_temp_leftovers(JOB_DIR_PREFIX)
+        # The harness stops itself at the job's timeout; this is the backstop if it cannot.
+        timeout = float(job.get("timeout_seconds", self.timeout)) + 60
+        with tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-") as tmp:
             job_file = Path(tmp) / "job.json"
             job_file.write_text(json.dumps(local_job))
             outcome = stream_process(
                 [self.python, "-m", "payattn.runtime", str(job_file)],
                 on_stdout=result_collector(self.spec.name, run, on_result),
-                on_stderr=lambda line: progress(f"{self.spec.name}: {line}") if line.strip() else None,
-                timeout=self.timeout,
+                on_stderr=lambda line: log(f"{self.spec.name}: {line}") if line.strip() else None,
+                timeout=timeout,
                 env=env,
             )
         run.seconds = time.perf_counter() - started
         kept = f" ({len(run.results)} result(s) measured before it are kept)" if run.results else ""
         if outcome.timed_out:
-            raise DeviceError(self.spec.name, f"the job did not finish within {self.timeout:.0f} s and was "
+            raise DeviceError(self.spec.name, f"the job did not finish within {timeout:.0f} s and was "
                                               f"stopped{kept}; raise the timeout or bench fewer artifacts")
         if outcome.returncode != 0:
             raise DeviceError(self.spec.name, f"the harness failed: {last_error_line(outcome.stderr_lines)}{kept}")

@@ -113,8 +113,12 @@ def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
     path = Path(path) if path is not None else default_devices_file()
     if not path.exists():
         return {}
+    if not path.is_file():
+        raise PayattnError(f"the device registry {path} is not a file; pass a file path to --devices-file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PayattnError(f"cannot read the device registry {path} ({exc.strerror}); check its permissions") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PayattnError(f"cannot read the device registry {path}: {exc}; fix or delete the file") from None
     tables = data.get("devices", {})
@@ -144,21 +148,31 @@ def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
 
 def _check_entry(spec: DeviceSpec, where: str) -> None:
     """Reject a hand-edited entry that could not work, naming the missing or wrong key."""
+    for key in ("user", "identity", "python", "cpu_mask", "host", "serial", "benchmark_model"):
+        if getattr(spec, key) is not None and not isinstance(getattr(spec, key), str):
+            raise PayattnError(f"{where}: {key} must be a string in quotes")
     if spec.kind == "ssh":
         if not isinstance(spec.host, str) or not HOST_PATTERN.match(spec.host):
-            raise PayattnError(f"{where}: an ssh device needs host = \"HOST\"")
-        if spec.port is not None and (not isinstance(spec.port, int) or not 0 < spec.port < 65536):
-            raise PayattnError(f"{where}: port must be an integer 1-65535")
+            raise PayattnError(f"{where}: an ssh device needs host = \"HOST\" (a name or address)")
+        if spec.port is not None and (isinstance(spec.port, bool) or not isinstance(spec.port, int)
+                                      or not 0 < spec.port < 65536):
+            raise PayattnError(f"{where}: port must be an integer 1-65535 without quotes, e.g. port = 22")
+        if spec.user is not None and not USER_PATTERN.match(spec.user):
+            raise PayattnError(f"{where}: user {spec.user!r} is not a valid login name (letters, digits, "
+                               f"'.', '_', '-', not starting with '-')")
+        if spec.python is not None and (not spec.python.strip() or spec.python.startswith("-")):
+            raise PayattnError(f"{where}: python must name the device's Python, e.g. python3")
     elif spec.kind == "adb":
         if not isinstance(spec.serial, str) or not spec.serial:
             raise PayattnError(f"{where}: an adb device needs serial = \"SERIAL\" (see `adb devices`)")
+        if spec.serial.startswith("-") or any(c.isspace() for c in spec.serial):
+            raise PayattnError(f"{where}: serial {spec.serial!r} is not an adb serial; copy it from `adb devices`")
         if not isinstance(spec.benchmark_model, str) or not spec.benchmark_model:
             raise PayattnError(f"{where}: an adb device needs benchmark_model = \"/path/to/benchmark_model\"")
+        if spec.cpu_mask is not None and not MASK_PATTERN.match(spec.cpu_mask):
+            raise PayattnError(f"{where}: cpu_mask must be a hex taskset mask such as \"f0\"")
     else:
         raise PayattnError(f"{where}: kind must be \"ssh\" or \"adb\", not {spec.kind!r}")
-    for key in ("user", "identity", "python", "cpu_mask"):
-        if getattr(spec, key) is not None and not isinstance(getattr(spec, key), str):
-            raise PayattnError(f"{where}: {key} must be a string")
 
 
 def list_devices(path: Path | None = None) -> list[DeviceSpec]:
@@ -290,9 +304,13 @@ def render_registry(registry: dict[str, DeviceSpec]) -> str:
 def write_registry(registry: dict[str, DeviceSpec], path: Path | None = None) -> Path:
     """Write the registry atomically: a temp file in the same folder, then os.replace."""
     path = Path(path) if path is not None else default_devices_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = render_registry(registry)
-    handle, tmp = tempfile.mkstemp(prefix=".devices-", suffix=".toml", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".devices-", suffix=".toml", dir=path.parent)
+    except OSError as exc:
+        raise PayattnError(f"cannot write the device registry {path} ({exc.strerror}); "
+                           f"pass a writable --devices-file") from None
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -30,19 +31,21 @@ from payattn.devices.base import (
     DeviceError,
     OnResult,
     ProcessOutcome,
-    Progress,
+    Log,
     artifact_dir_key,
-    ignore_progress,
+    ignore_log,
     last_error_line,
     load_job_artifacts,
     result_collector,
     stream_process,
 )
 from payattn.devices.registry import DeviceSpec
+from payattn.files import clean_temp_leftovers
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime import env
 from payattn.runtime.env import git_commit
 
+CONTROL_DIR_PREFIX = "payattn-ssh-"  # + PID-: a killed run's control dir is recognised later
 DEFAULT_REMOTE_DIR = ".cache/payattn"  # relative to the login directory, for ssh and scp alike
 DEFAULT_PYTHON = "python3"
 
@@ -69,6 +72,13 @@ class SshSettings:
     remote_dir: str = DEFAULT_REMOTE_DIR
     connect_timeout: int = 10
     timeout: float = DEFAULT_TIMEOUT_S
+
+
+def stop_control_master(control_dir: Path) -> None:
+    """Stop the SSH control master(s) listening in a killed run's control dir."""
+    for socket in control_dir.glob("cm-*"):
+        subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "payattn-leftover"],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
 
 
 def shell_path(path: str) -> str:
@@ -170,8 +180,9 @@ class SshDevice:
             raise DeviceError(self.spec.name, "the ssh/scp clients are not installed here; "
                                               "install OpenSSH (`apt-get install openssh-client`)")
         # A short folder: the socket path must fit in a Unix socket address (about 104 bytes).
-        short = "/tmp" if Path("/tmp").is_dir() else None
-        self._control_dir = Path(tempfile.mkdtemp(prefix="payattn-ssh-", dir=short))
+        short = Path("/tmp") if Path("/tmp").is_dir() else None
+        clean_temp_leftovers(CONTROL_DIR_PREFIX, stop_control_master, short)
+        self._control_dir = Path(tempfile.mkdtemp(prefix=f"{CONTROL_DIR_PREFIX}{os.getpid()}-", dir=short))
         log = self._control_dir / "master.log"
         argv = ["ssh", *self._options(), "-o", "ControlMaster=auto", "-o", "ControlPersist=300",
                 "-f", "-N", *self._port(), self.destination]
@@ -229,7 +240,7 @@ class SshDevice:
 
     # -- files --------------------------------------------------------------------------------
 
-    def sync(self, files: Iterable[tuple[Path, str]], progress: Progress = ignore_progress) -> int:
+    def sync(self, files: Iterable[tuple[Path, str]], log: Log = ignore_log) -> int:
         """Copy the files whose sha256 differs from the device's cached copy; return bytes copied."""
         files = list(files)
         remote_dir = self.settings.remote_dir
@@ -252,7 +263,7 @@ class SshDevice:
                 stale.setdefault(str(Path(rel).parent), []).append(local)
                 copied += local.stat().st_size
         for folder, locals_ in stale.items():
-            progress(f"{self.spec.name}: copying {len(locals_)} file(s) to {remote_dir}/{folder}")
+            log(f"{self.spec.name}: copying {len(locals_)} file(s) to {remote_dir}/{folder}")
             self._scp(locals_, f"{remote_dir}/{folder}/")
         return copied
 
@@ -290,7 +301,7 @@ class SshDevice:
                                               "check that it is Python 3.9 or newer") from None
 
     def bench(self, job: dict, on_result: OnResult | None = None,
-              progress: Progress = ignore_progress) -> BenchRun:
+              log: Log = ignore_log) -> BenchRun:
         """Copy what the job needs, run it on the device, and return its result lines.
 
         Each result line is passed to `on_result` as it arrives. Its artifact.path is the local
@@ -300,12 +311,12 @@ class SshDevice:
         opened_here = self._control_dir is None
         self.open()
         try:
-            return self._bench(job, on_result, progress)
+            return self._bench(job, on_result, log)
         finally:
             if opened_here:
                 self.close()
 
-    def _bench(self, job: dict, on_result: OnResult | None, progress: Progress) -> BenchRun:
+    def _bench(self, job: dict, on_result: OnResult | None, log: Log) -> BenchRun:
         started = time.perf_counter()
         run = BenchRun(device=self.spec.name)
         files = runtime_package_files()
@@ -320,8 +331,8 @@ class SshDevice:
             entry["path"], entry["manifest"] = f"{folder}/{artifact.name}", f"{folder}/manifest.json"
         remote_job["device"] = {"name": self.spec.name, "kind": "ssh"}
         remote_job.setdefault("git_commit", git_commit())  # the copy on the device has no git
-        run.bytes_copied = self.sync(list(dict.fromkeys(files)), progress)
-        progress(f"{self.spec.name}: copied {run.bytes_copied} bytes; running the harness")
+        run.bytes_copied = self.sync(list(dict.fromkeys(files)), log)
+        log(f"{self.spec.name}: copied {run.bytes_copied} bytes; running the harness")
 
         def deliver(result: dict) -> None:
             artifact = result.get("artifact") or {}
@@ -337,7 +348,7 @@ class SshDevice:
         outcome = stream_process(
             self.ssh_argv(command),
             on_stdout=result_collector(self.spec.name, run, deliver),
-            on_stderr=lambda line: progress(f"{self.spec.name}: {line}") if line.strip() else None,
+            on_stderr=lambda line: log(f"{self.spec.name}: {line}") if line.strip() else None,
             stdin_data=json.dumps(remote_job).encode(),
             timeout=self.settings.timeout,
             on_stop=self._stop_harness,

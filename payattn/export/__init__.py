@@ -13,9 +13,8 @@ only when all steps pass, so a failure leaves nothing behind and names the faile
 from __future__ import annotations
 
 import contextlib
-import os
+import errno
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -31,6 +30,7 @@ from payattn.export import manifest as mf
 from payattn.export import ops, tflite, verify
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
+from payattn.files import check_replaceable, clean_leftovers, pause_point, replace_dir, temp_dir_beside
 from payattn.runtime.formats import PRECISIONS
 from payattn.train import LoadedRun, load_run
 
@@ -38,6 +38,8 @@ __all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_prec
 
 DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
+# What an artifact dir holds: `--force` replaces a dir holding these names only.
+ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values())
 
 ProgressFn = Callable[[str], None]
 
@@ -61,46 +63,45 @@ def export(
     precisions: str | Iterable[str] = DEFAULT_PRECISIONS,
     force: bool = False,
     progress: ProgressFn | None = None,
+    data_dir: Path | str | None = None,
 ) -> Manifest:
-    """Export and verify the model of `run_dir` into `out_dir`; return its manifest."""
+    """Export and verify the model of `run_dir` into `out_dir`; return its manifest.
+    `data_dir` overrides the dataset folder the run was trained from (full-dataset tasks)."""
     started = time.perf_counter()
     say = progress or (lambda message: None)
     chosen = parse_precisions(precisions)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PayattnError(f"{out_dir} exists and is not a directory; choose another --out")
+    check_export_target(out_dir, force)
 
-    with _step("loading the run dir", say):
+    with _step("loading the run dir", say, "load"):
         run = load_run(Path(run_dir))
-    with _step(f"loading task {run.run_config.get('task')!r}", say):
-        dataset = load_task(run.run_config["task"], run.run_config.get("data_dir"))
+    with _step(f"loading task {run.run_config.get('task')!r}", say, "data"):
+        dataset = load_task(run.run_config["task"], data_dir or run.run_config.get("data_dir"))
         data = prepare(dataset, run.tokenizer)
 
     created, tmp = _make_temp_dir(out_dir)
     try:
         onnx_path = tmp / "model.onnx"
-        with _step("exporting ONNX", say):
+        with _step("exporting ONNX", say, "onnx", tmp):
             export_onnx(run.model, run.config, onnx_path)
             graph = onnx.load(str(onnx_path))
         calibration = None
         if "int8" in chosen:
             pick = verify.choose(len(data.train_x), CALIBRATION_SAMPLES, seed=1)
             calibration = data.train_x[pick]
-        with _step(f"converting to TFLite ({', '.join(chosen)})", say):
+        with _step(f"converting to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
             files = tflite.convert(onnx_path, tmp, chosen, calibration)
-        with _step("checking TFLite operators", say):
+        with _step("checking TFLite operators", say, "ops", tmp):
             counts = {"onnx": ops.onnx_operator_counts(graph)}
             for precision, path in files.items():
                 uses = ops.read_operators(path)
                 ops.require_builtin(path, uses, graph)
                 counts[precision] = ops.operator_counts(uses)
                 ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
-        with _step("verifying against PyTorch", say):
+        with _step("verifying against PyTorch", say, "verify", tmp):
             samples = verify.make_samples(run.config, data.test_x, data.test_y)
             artifacts, summary = _verify(run, onnx_path, files, counts, samples, say)
-        with _step("writing the manifest", say):
+        with _step("writing the manifest", say, "manifest", tmp):
             if run.tokenizer is not None:
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
             summary["calibration_samples"] = 0 if calibration is None else len(calibration)
@@ -108,8 +109,8 @@ def export(
             document["export_seconds"] = round(time.perf_counter() - started, 3)
             manifest = Manifest(document)
             manifest.write(tmp)
-        with _step(f"moving the artifacts into {out_dir}", say):
-            _replace_dir(tmp, out_dir)
+        with _step(f"moving the artifacts into {out_dir}", say, "move", tmp):
+            replace_dir(tmp, out_dir, "export")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for parent in reversed(created):
@@ -119,28 +120,56 @@ def export(
     return manifest
 
 
+def check_export_target(out_dir: Path, force: bool) -> None:
+    """Refuse to overwrite an existing dir without `force`, or anything but an artifact dir with it."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not force:
+        raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
+    check_replaceable(out_dir, ARTIFACT_FILES, "artifact dir", "choose another --out")
+
+
 @contextlib.contextmanager
-def _step(name: str, say: ProgressFn) -> Iterator[None]:
-    """Announce a step; turn any failure in it into one PayattnError that names the step."""
+def _step(name: str, say: ProgressFn, key: str, disk: Path | None = None) -> Iterator[None]:
+    """Announce a step (pause point `export:KEY`); turn any failure in it into one PayattnError
+    that names the step, and a full disk under `disk` into that plain fact."""
     say(name)
+    pause_point(f"export:{key}")
     try:
         yield
-    except PayattnError as exc:
-        raise PayattnError(f"export failed while {name}: {exc}") from None
     except Exception as exc:
+        if disk is not None and _disk_full(exc, disk):
+            raise PayattnError(f"export failed while {name}: no space left on the disk holding "
+                               f"{disk.parent}; free space there or choose another --out") from None
+        if isinstance(exc, PayattnError):
+            raise PayattnError(f"export failed while {name}: {exc}") from None
         raise PayattnError(f"export failed while {name}: {type(exc).__name__}: {exc}") from exc
 
 
-def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
-    """A fresh dir beside `out_dir` (same filesystem, so the final rename is atomic).
+def _disk_full(exc: BaseException, disk: Path) -> bool:
+    """Whether a failure was a full disk: said so by errno, or next to no space is left (the
+    converter runs in a child process whose out-of-space errors arrive as other messages)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(disk.parent).free < 4 << 20
+    except OSError:
+        return False
 
-    Returns the parent dirs this created, so a failed export can remove them again.
-    """
+
+def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
+    """A fresh dir beside `out_dir` (same filesystem, so the final rename is atomic), after
+    removing what killed exports left there. Returns the parent dirs this created, so a
+    failed export can remove them again."""
     parent = out_dir.absolute().parent
     missing = [p for p in [parent, *parent.parents] if not p.exists()][::-1]
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        return missing, Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=parent))
+        clean_leftovers(parent)
+        return missing, temp_dir_beside(out_dir.absolute())
     except OSError as exc:
         for p in reversed(missing):
             with contextlib.suppress(OSError):
@@ -148,22 +177,6 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
         raise PayattnError(
             f"cannot write to {parent} ({exc.strerror or exc}); choose a writable --out"
         ) from None
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished `tmp` to `out_dir`; an old `out_dir` is kept until that succeeds."""
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.absolute().parent))
-    os.replace(out_dir, old / out_dir.name)
-    try:
-        os.replace(tmp, out_dir)
-    except OSError:
-        os.replace(old / out_dir.name, out_dir)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _verify(

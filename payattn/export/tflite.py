@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from payattn.errors import PayattnError
+from payattn.runtime.lifetime import die_with_parent
 
 TFLITE_FILES = {
     "fp32": "model_fp32.tflite",
@@ -63,15 +64,23 @@ def convert(
     # -P: this file's own folder stays off sys.path, so ops.py or verify.py shadow nothing.
     proc = subprocess.run(
         [sys.executable, "-P", str(Path(__file__).resolve()), str(job_path)],
-        capture_output=True, text=True, env=env,
+        capture_output=True, text=True, env=env, preexec_fn=die_with_parent,
     )
-    result_path = work / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    result = _read_result(work / "result.json")
     shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0 or "files" not in result:
         detail = result.get("error") or _tail(proc.stderr + proc.stdout)
         raise PayattnError(f"onnx2tf/TFLite conversion of {onnx_path.name} failed: {detail}")
     return {precision: out_dir / name for precision, name in result["files"].items()}
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """The child's result.json; none or a cut-off one (a full disk) means it failed."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def _tail(text: str) -> str:

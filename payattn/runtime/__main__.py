@@ -1,7 +1,8 @@
 """`python -m payattn.runtime JOB.json`: the device-side benchmark entry point.
 
 Result lines (JSON, one per line) go to stdout as each round ends; progress goes to stderr.
-On failure the exit code is non-zero and stderr ends with one line starting "error:".
+On failure the exit code is non-zero and stderr ends with one line starting "error:". The
+process ends when its parent does and once the job's timeout_seconds have passed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.job import run_job
+from payattn.runtime.lifetime import die_with_parent, start_watchdog
+from payattn.runtime.settings import BenchSettings
 
 USAGE = "usage: python -m payattn.runtime JOB.json"
 
@@ -21,8 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print(USAGE, file=sys.stderr)
         return 2
+    die_with_parent()
     try:
-        run_job(_read_job(Path(args[0])), on_result=_emit, log=_progress)
+        job = _read_job(Path(args[0]))
+        limit = BenchSettings.from_job(job).timeout_seconds
+        start_watchdog(limit, f"the job ran past its bound of {limit:.0f} s (timeout_seconds) and "
+                              f"was stopped; bench fewer artifacts or raise --timeout")
+        run_job(job, on_result=_emit, log=_progress)
     except RuntimeJobError as exc:
         _progress(f"error: {_one_line(str(exc))}")
         return 2
@@ -34,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _read_job(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        job = json.loads(path.read_text())
     except OSError as exc:
         raise RuntimeJobError(f"cannot read job file {path}: {exc.strerror}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RuntimeJobError(f"job file {path} is not valid JSON: {exc}") from None
+    if not isinstance(job, dict):
+        raise RuntimeJobError(f"job file {path} must hold a JSON object")
+    return job
 
 
 def _emit(result: dict) -> None:

@@ -7,9 +7,10 @@ then flushed and fsynced, and existing lines are never rewritten.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from payattn.runtime.runners import Runner
 from payattn.runtime.timing import summarize
 
 RESULT_SCHEMA = RESULT.id
+# How every line payattn writes begins (json.dumps keeps the key order of build_result).
+RESULT_PREFIX = ('{"schema":"' + RESULT_SCHEMA + '"').encode()
 MANIFEST_FIELDS = ("mechanism", "task", "preset", "params", "attention_params", "flops")
 
 
@@ -72,37 +75,78 @@ def validate_result(line: dict[str, Any] | str) -> None:
     RESULT.check(line, strict=True)
 
 
-def check_results_file(path: str | Path) -> Path:
-    """Make sure lines can be appended to `path` (creating its directory), before measuring."""
+def check_results_file(path: str | Path, log: Callable[[str], None] | None = None) -> Path:
+    """Make sure lines can be appended to `path`, before anything is measured: its folder is
+    created, and an interrupted last line that payattn itself left (a killed or full-disk
+    append) is cut off, saying so through `log`. A foreign incomplete line is an error."""
     path = Path(path)
     if path.is_dir():
         raise RuntimeJobError(f"results file {path} is a directory; give a file path such as "
                               f"{path / 'results.jsonl'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = next((p for p in (path.absolute().parent, *path.absolute().parents) if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise RuntimeJobError(f"results file {path}: {folder} is a file, not a folder; choose another --results")
+    target, need = (path, os.W_OK) if path.exists() else (folder, os.W_OK | os.X_OK)
+    if target is None or not os.access(target, need):
+        raise RuntimeJobError(f"results file {path} is not writable (read-only file or folder); "
+                              f"choose a writable --results")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RuntimeJobError(f"cannot create the folder of results file {path} ({exc.strerror}); "
+                              f"choose a writable --results") from None
     if path.exists() and path.stat().st_size:
-        with open(path, "rb") as file:
-            file.seek(-1, os.SEEK_END)
-            if file.read(1) != b"\n":
-                raise RuntimeJobError(f"results file {path} ends in an incomplete line (not written by "
-                                      f"payattn); remove that line or use another results file")
+        _repair_tail(path, log or (lambda message: None))
     return path
 
 
+def _repair_tail(path: Path, log: Callable[[str], None]) -> None:
+    """Cut off an incomplete last line that payattn wrote; refuse to touch anyone else's."""
+    with open(path, "rb+") as file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(0, size - (1 << 20))
+        file.seek(start)
+        tail = file.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n") + 1
+        if start and not cut:
+            cut = len(tail)  # a last line over 1 MiB is nobody's result line
+        if not tail[cut:].startswith(RESULT_PREFIX):
+            raise RuntimeJobError(f"results file {path} ends in an incomplete line that payattn did not "
+                                  f"write; remove that line or use another results file")
+        file.truncate(start + cut)
+        os.fsync(file.fileno())
+    log(f"{path}: removed an incomplete last line ({size - start - cut} bytes) left by an interrupted "
+        f"bench; the complete lines before it are kept")
+
+
 def append_results(path: str | Path, results: Iterable[dict[str, Any]]) -> None:
-    """Append each result as one JSON line: validated first, written whole in a single write on an
-    O_APPEND descriptor, then fsynced, so a crash leaves complete lines only."""
+    """Append each result as one JSON line, all or nothing: validated first, written in a single
+    write on an O_APPEND descriptor and fsynced; a short or failed write (a full disk) is cut
+    back to the previous length, so the file only ever holds complete lines."""
     path = check_results_file(path)
     lines = []
     for result in results:
         validate_result(result)
         lines.append((json.dumps(result, allow_nan=False, separators=(",", ":")) + "\n").encode())
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RuntimeJobError(f"cannot open results file {path} ({exc.strerror}); "
+                              f"choose a writable --results") from None
     try:
         for data in lines:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise RuntimeJobError(f"results file {path}: short write ({written} of {len(data)} bytes); "
-                                      f"the disk may be full; free space and remove the last line")
-            os.fsync(fd)
+            before = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes")
+                os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, before)
+                raise RuntimeJobError(f"results file {path}: could not append a line ({exc.strerror}); "
+                                      f"the file is as it was before it; free space on that disk or "
+                                      f"choose another --results") from None
     finally:
         os.close(fd)
