@@ -17,9 +17,8 @@ from typer.core import TyperGroup
 from payattn import __version__
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS, expand_mechanisms
-from payattn.runtime.artifacts import PRECISIONS
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.runners import RUNTIMES
+from payattn.runtime.formats import PRECISIONS, RUNTIMES
 from payattn.runtime.settings import BenchSettings, describe
 
 console = Console()

@@ -28,8 +28,8 @@ from payattn.devices.base import (
     stream_process,
 )
 from payattn.devices.registry import LOCAL_SPEC, DeviceSpec
-from payattn.runtime.env import probe
 from payattn.files import clean_temp_leftovers
+from payattn.runtime.env import probe
 
 JOB_DIR_PREFIX = "payattn-job-"  # + PID-: a killed run's job dir is recognised and removed later
 
