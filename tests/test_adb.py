@@ -310,7 +310,8 @@ def test_adb_bench_command_sequence_and_results(phone, tflite_job):
     validate_result(result)
     assert_valid(result, "result")
     assert result["device"] == {"name": "pixel", "kind": "adb", "cpu": "GS201 (Pixel 7)", "cores": 8,
-                                "os": "Android 14", "arch": "arm64-v8a", "memory_bytes": 7857140 * 1024}
+                                "os": "Android 14", "arch": "arm64-v8a", "memory_bytes": 7857140 * 1024,
+                                "emulated": None}
     assert result["runtime"] == {"name": "benchmark_model", "version": "2.15.0", "graph_optimization": None}
     assert result["mechanism"] == "standard" and result["artifact"]["path"] == tflite_job["artifacts"][0]["path"]
     assert (result["threads"], result["warmup_runs"], result["runs"]) == (1, 1, 520)

@@ -41,6 +41,11 @@ SECTION = "==payattn=="
 BUILD_HINT = ("build it with `bazel build -c opt --config=android_arm64 "
               "//tensorflow/lite/tools/benchmark:benchmark_model` or download TensorFlow's prebuilt "
               "android_aarch64_benchmark_model, then re-add the device with --benchmark-model PATH")
+# benchmark_model feeds the model inputs of its own and prints only timings, and payattn ships
+# nothing else to the phone, so outputs cannot be compared with PyTorch's there.
+ANDROID_PARITY = ("on-device parity is not available on Android: payattn runs only TFLite's "
+                  "benchmark_model there, which does not return the model's outputs; check the "
+                  "same .tflite on an SSH board or locally with `payattn verify`")
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,8 @@ class AdbDevice:
     def device_info(self, facts: dict) -> dict[str, Any]:
         """The result line's device object."""
         return {"name": self.spec.name, "kind": "adb", "cpu": facts["cpu"], "cores": facts["cores"],
-                "os": facts["os"], "arch": facts["arch"], "memory_bytes": facts["memory_bytes"]}
+                "os": facts["os"], "arch": facts["arch"], "memory_bytes": facts["memory_bytes"],
+                "emulated": None}
 
     # -- files --------------------------------------------------------------------------------
 
@@ -201,6 +207,8 @@ class AdbDevice:
     def bench(self, job: dict, on_result: OnResult | None = None,
               log: Log = ignore_log) -> BenchRun:
         """Run every .tflite artifact of the job at each thread count with benchmark_model."""
+        if job.get("task") == "verify":
+            raise DeviceError(self.spec.name, ANDROID_PARITY)
         started = time.perf_counter()
         run = BenchRun(device=self.spec.name)
         binary = Path(self.spec.benchmark_model).expanduser()

@@ -31,15 +31,21 @@ from payattn.export import ops, tflite, verify
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.files import check_replaceable, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.formats import PRECISIONS
+from payattn.runtime.parity import REFERENCE_FILES
 from payattn.train import LoadedRun, load_run
 
 __all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_precisions"]
 
 DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
+# Test samples kept in the artifact dir, with the random inputs, for on-device parity: enough
+# for the top-1 floor to mean something (98% = at most 3 misses), small enough to copy anywhere.
+REFERENCE_TEST_SAMPLES = 192
 # What an artifact dir holds: `--force` replaces a dir holding these names only.
-ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values())
+ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values(),
+                  *REFERENCE_FILES.values())
 
 ProgressFn = Callable[[str], None]
 
@@ -100,12 +106,13 @@ def export(
                 ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
         with _step("verifying against PyTorch", say, "verify", tmp):
             samples = verify.make_samples(run.config, data.test_x, data.test_y)
-            artifacts, summary = _verify(run, onnx_path, files, counts, samples, say)
+            artifacts, summary, reference = _verify(run, onnx_path, files, counts, samples, say)
         with _step("writing the manifest", say, "manifest", tmp):
             if run.tokenizer is not None:
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
             summary["calibration_samples"] = 0 if calibration is None else len(calibration)
             document = _manifest(run, dataset, artifacts, summary)
+            document["reference"] = _write_reference(tmp, samples, reference)
             document["export_seconds"] = round(time.perf_counter() - started, 3)
             manifest = Manifest(document)
             manifest.write(tmp)
@@ -182,9 +189,10 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 def _verify(
     run: LoadedRun, onnx_path: Path, files: dict[str, Path], counts: dict[str, dict[str, int]],
     samples: verify.Samples, say: ProgressFn,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run each artifact on the samples; fail with every miss, or return the manifest entries
-    and a summary of what was checked. `counts` holds operator counts by precision, and "onnx"."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
+    """Run each artifact on the samples; fail with every miss, or return the manifest entries,
+    a summary of what was checked and PyTorch's outputs. `counts` holds operator counts by
+    precision, and "onnx"."""
     cfg = run.config
     x = np.concatenate([samples.random, samples.test_x])
     reference = verify.torch_logits(run.model, x)
@@ -212,7 +220,22 @@ def _verify(
         "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
         "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
     }
-    return entries, summary
+    return entries, summary, reference
+
+
+def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:
+    """Save the random inputs and the first test samples with PyTorch's outputs for them, so a
+    device can check its own answers later (payattn.runtime.parity); return the manifest entry."""
+    n_random, n_test = len(samples.random), min(REFERENCE_TEST_SAMPLES, len(samples.test_x))
+    arrays = {"inputs": np.concatenate([samples.random, samples.test_x[:n_test]]),
+              "outputs": reference[:n_random + n_test]}
+    entry: dict[str, Any] = {"random_inputs": n_random, "test_samples": n_test, "layout": "PyTorch"}
+    for key, name in REFERENCE_FILES.items():
+        path = out_dir / name
+        np.save(path, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+        entry[key] = {"file": name, "shape": list(arrays[key].shape), "dtype": arrays[key].dtype.name,
+                      "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return entry
 
 
 def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str) -> dict[str, Any]:

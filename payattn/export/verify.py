@@ -19,6 +19,7 @@ from torch import nn
 
 from payattn.errors import PayattnError
 from payattn.models import ModelConfig
+from payattn.runtime import parity as device_parity
 
 # Max abs logit difference allowed against PyTorch, by precision (ONNX counts as fp32).
 MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 1e-2}
@@ -137,14 +138,9 @@ def check(precision: str, reference: np.ndarray, logits: np.ndarray, samples: Sa
     `reference` and `logits` hold the random inputs first, then the test samples.
     """
     n_random = len(samples.random)
-    test_ref, test_out = reference[n_random:], logits[n_random:]
     return {
-        "parity": {
-            "max_abs_diff": float(np.abs(logits - reference).max()),
-            "top1_agreement": float((test_out.argmax(1) == test_ref.argmax(1)).mean()),
-            "samples": int(len(logits)),
-        },
-        "test_accuracy": float((test_out.argmax(1) == samples.test_y).mean()),
+        "parity": device_parity.figures(reference, logits, n_random),
+        "test_accuracy": float((logits[n_random:].argmax(1) == samples.test_y).mean()),
     }
 
 
@@ -158,14 +154,7 @@ def tolerance(precision: str, logit_scale: float) -> float | None:
 
 def failures(file: str, precision: str, figures: dict[str, Any], test_samples: int,
              logit_scale: float) -> list[str]:
-    """The checks this artifact misses, each with its figures; empty when it passes."""
-    parity, problems = figures["parity"], []
-    limit = tolerance(precision, logit_scale)
-    if limit is not None and not parity["max_abs_diff"] <= limit:  # NaN fails too
-        problems.append(f"{file}: max abs logit difference {parity['max_abs_diff']:.3g} vs PyTorch "
-                        f"exceeds the {precision} tolerance {limit:.3g}")
-    floor = MIN_TOP1_AGREEMENT.get(precision)
-    if floor is not None and not parity["top1_agreement"] >= floor:
-        problems.append(f"{file}: top-1 agreement with PyTorch {parity['top1_agreement']:.2%} is "
-                        f"below {floor:.0%} on {test_samples} test samples")
-    return problems
+    """The checks this artifact misses, each with its figures; empty when it passes (the same
+    check a device runs later, payattn.runtime.parity, with the limits the manifest records)."""
+    return device_parity.problems(file, precision, figures["parity"], tolerance(precision, logit_scale),
+                                  MIN_TOP1_AGREEMENT.get(precision), test_samples)

@@ -97,6 +97,19 @@ def devices(results: list[Result]) -> list[str]:
     return sorted(names, key=lambda d: (DEVICE_KINDS.index(kinds[d]), names.index(d)))
 
 
+def emulated_by(results: list[Result]) -> dict[str, str]:
+    """Device name -> what emulated it (result lines' device.emulated), for emulated devices only."""
+    return {r.device: r.data["device"]["emulated"] for r in results if r.data["device"].get("emulated")}
+
+
+def device_label(device: str, emulated: dict[str, str]) -> str:
+    return f"{device} (emulated)" if device in emulated else device
+
+
+EMULATED_NOTE = ("Devices marked (emulated) ran under an emulator: their latencies are the emulator's, "
+                 "never the board's.")
+
+
 def artifact_kinds(results: list[Result]) -> list[tuple[str, str]]:
     return sorted({(r.fmt, r.precision) for r in results},
                   key=lambda k: (FORMATS.index(k[0]), PRECISIONS.index(k[1])))
@@ -167,9 +180,11 @@ def headline(results: list[Result]) -> Table:
             row.append(f"{fmt_ms(shown)}{MEAN_MARK if means else ''} ({ratio})")
         row.append(fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]))
         rows.append(row)
+    emulated = emulated_by(at_config)
     header = (["mechanism", "params", "attention params", f"test accuracy ({precision})"]
               + [f"size {fmt} {prec}" for fmt, prec in kinds]
-              + [f"{d} · {rt}: p50 ms (speed-up)" for d, rt in columns] + ["FLOP-model speed-up"])
+              + [f"{device_label(d, emulated)} · {rt}: p50 ms (speed-up)" for d, rt in columns]
+              + ["FLOP-model speed-up"])
     plural = "s" if threads != 1 else ""
     return Table(
         title=f"{task} / {preset}: {precision}, {threads} thread{plural}",
@@ -178,7 +193,7 @@ def headline(results: list[Result]) -> Table:
               "brackets the measured speed-up versus standard on the same device and runtime. "
               "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). Other "
               "precisions and thread counts are in the detail tables."
-              + (f" {MEAN_NOTE}" if marked else "")),
+              + (f" {MEAN_NOTE}" if marked else "") + (f" {EMULATED_NOTE}" if emulated else "")),
     )
 
 
@@ -186,6 +201,7 @@ def latency_tables(results: list[Result]) -> list[Table]:
     """Every measured configuration of one task × preset, one table per device."""
     task, preset = results[0].group
     tables = []
+    emulated = emulated_by(results)
     for device in devices(results):
         on_device = [r for r in results if r.device == device]
         kind = on_device[0].data["device"]["kind"]
@@ -202,11 +218,14 @@ def latency_tables(results: list[Result]) -> list[Table]:
                          DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
                          ratio + (MEAN_MARK if ratio_is_mean and ratio != DASH else ""),
                          fmt_ms(r.data["init_ms"]), str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
+        where = f"{kind}, emulated by {emulated[device]}" if device in emulated else kind
         tables.append(Table(
-            title=f"{task} / {preset} on {device} ({kind}): all configurations",
+            title=f"{task} / {preset} on {device} ({where}): all configurations",
             columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms",
                      "speed-up", "init ms", "runs", "measured (UTC)"],
-            rows=rows, note=MEAN_NOTE if marked else "", left={0, 1, 3}))
+            rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "",
+                                                  EMULATED_NOTE if device in emulated else "") if n),
+            left={0, 1, 3}))
     return tables
 
 
@@ -251,6 +270,9 @@ def conditions_table(results: list[Result]) -> Table:
         ("cores", lambda rs: _distinct(r.data["device"]["cores"] for r in rs)),
         ("OS", lambda rs: _distinct(r.data["device"]["os"] for r in rs)),
         ("arch", lambda rs: _distinct(r.data["device"]["arch"] for r in rs)),
+        ("emulated", lambda rs: _distinct(
+            f"yes: {r.data['device']['emulated']} (not the board's latency)" if r.data["device"].get("emulated")
+            else "no" for r in rs)),
         ("memory", lambda rs: _distinct(fmt_bytes(r.data["device"]["memory_bytes"]) for r in rs
                                         if r.data["device"]["memory_bytes"] is not None)),
         ("runtimes", lambda rs: _distinct(

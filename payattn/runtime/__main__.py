@@ -1,6 +1,7 @@
-"""`python -m payattn.runtime JOB.json`: the device-side benchmark entry point.
+"""`python -m payattn.runtime JOB.json`: the device-side entry point, for a benchmark job or,
+with `"task": "verify"`, a parity job (payattn.runtime.parity).
 
-Result lines (JSON, one per line) go to stdout as each round ends; progress goes to stderr.
+Result lines (JSON, one per line) go to stdout as each is ready; progress goes to stderr.
 On failure the exit code is non-zero and stderr ends with one line starting "error:". The
 process ends when its parent does and once the job's timeout_seconds have passed.
 """
@@ -15,6 +16,7 @@ from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.job import run_job
 from payattn.runtime.lifetime import die_with_parent, start_watchdog
 from payattn.runtime.settings import BenchSettings
+from payattn.runtime.parity import run_verify_job
 
 USAGE = "usage: python -m payattn.runtime JOB.json"
 
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         limit = BenchSettings.from_job(job).timeout_seconds
         start_watchdog(limit, f"the job ran past its bound of {limit:.0f} s (timeout_seconds) and "
                               f"was stopped; bench fewer artifacts or raise --timeout")
-        run_job(job, on_result=_emit, log=_progress)
+        run = run_verify_job if job.get("task") == "verify" else run_job
+        run(job, on_result=_emit, log=_progress)
     except RuntimeJobError as exc:
         _progress(f"error: {_one_line(str(exc))}")
         return 2

@@ -24,18 +24,29 @@ _ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55
               "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3"}
 
 
-# What payattn.runtime imports on a device: name -> (module, distribution that installs it).
+# What payattn.runtime imports on a device: name -> (module, distribution that installs it),
+# alternatives in order: 32-bit ARM boards (Raspberry Pi OS 11) have no ai-edge-litert wheels,
+# only tflite-runtime, whose Interpreter is the same API.
 RUNTIME_MODULES = {
-    "numpy": ("numpy", "numpy"),
-    "onnxruntime": ("onnxruntime", "onnxruntime"),
-    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "numpy": (("numpy", "numpy"),),
+    "onnxruntime": (("onnxruntime", "onnxruntime"),),
+    "litert": (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")),
 }
+# Set (e.g. to "qemu-user:cortex-a72") by whatever runs this machine under an emulator, as
+# scripts/emulated-pi.sh does through its sshd: emulated latencies are not the board's.
+EMULATED_VARIABLE = "PAYATTN_EMULATED"
 
 
 def device_info(name: str, kind: str) -> dict[str, object]:
     """The result line's "device" object for this machine."""
     return {"name": name, "kind": kind, "cpu": cpu_model(), "cores": os.cpu_count(),
-            "os": os_description(), "arch": platform.machine() or "unknown", "memory_bytes": memory_bytes()}
+            "os": os_description(), "arch": platform.machine() or "unknown", "memory_bytes": memory_bytes(),
+            "emulated": emulated()}
+
+
+def emulated() -> str | None:
+    """What emulates this machine, or None on real hardware."""
+    return os.environ.get(EMULATED_VARIABLE) or None
 
 
 def cpu_model() -> str:
@@ -108,20 +119,24 @@ def git_commit() -> str | None:
 
 
 def runtime_versions() -> dict[str, str | None]:
-    """The version of each runtime module that imports, None for those that do not."""
+    """The version of each runtime that imports, None for those that do not; a fallback module
+    is named with its version ("tflite-runtime 2.13.0")."""
     versions: dict[str, str | None] = {}
-    for name, (module, dist) in RUNTIME_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except Exception:  # a broken install counts as missing
-            versions[name] = None
-            continue
-        try:
-            from importlib.metadata import version as dist_version
+    for name, choices in RUNTIME_MODULES.items():
+        versions[name] = None
+        for rank, (module, dist) in enumerate(choices):
+            try:
+                importlib.import_module(module)
+            except Exception:  # a broken install counts as missing
+                continue
+            try:
+                from importlib.metadata import version as dist_version
 
-            versions[name] = dist_version(dist)
-        except Exception:
-            versions[name] = "unknown"
+                version = dist_version(dist)
+            except Exception:
+                version = "unknown"
+            versions[name] = f"{dist} {version}" if rank else version
+            break
     return versions
 
 
@@ -130,7 +145,7 @@ def probe() -> dict[str, object]:
     return {"arch": platform.machine(), "cpu": cpu_model(), "cores": os.cpu_count(),
             "memory_bytes": memory_bytes(), "os": os_description(), "kernel": platform.release(),
             "python": platform.python_version(), "python_executable": sys.executable,
-            "runtimes": runtime_versions()}
+            "runtimes": runtime_versions(), "emulated": emulated()}
 
 
 def _read(path: str) -> str:

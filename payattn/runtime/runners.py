@@ -27,8 +27,8 @@ from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import INPUT_DTYPES, ORT_LEVELS, RUNTIMES
 
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
-_MODULES = {runtime: RUNTIME_MODULES[runtime][0] for runtime in RUNTIMES}
-PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][1] for runtime in RUNTIMES}
+_MODULES = {runtime: tuple(module for module, _ in RUNTIME_MODULES[runtime]) for runtime in RUNTIMES}
+PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][0][1] for runtime in RUNTIMES}
 DEFAULT_GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 # One seed for every artifact: mechanisms compared on the same task see the same inputs.
 INPUT_SEED = 0
@@ -83,18 +83,24 @@ def check_runtime(runtime: str) -> None:
 def runtime_module(runtime: str) -> Any:
     """Import a runtime on demand; a missing one is an error naming the pip package."""
     check_runtime(runtime)
-    try:
-        return importlib.import_module(_MODULES[runtime])
-    except ImportError as exc:
-        raise RuntimeJobError(
-            f"{runtime} is not installed here ({exc}); install it with `pip install {PIP_PACKAGES[runtime]}`"
-        ) from None
+    for name in _MODULES[runtime]:
+        try:
+            return importlib.import_module(name)
+        except ImportError as exc:
+            error = exc
+    raise RuntimeJobError(
+        f"{runtime} is not installed here ({error}); install it with `pip install {PIP_PACKAGES[runtime]}`"
+    ) from None
 
 
 def runtime_version(runtime: str) -> str:
-    runtime_module(runtime)  # a missing runtime is the clear error, not a version lookup failure
-    package = importlib.import_module(_MODULES[runtime].split(".")[0])
-    return str(getattr(package, "__version__", None) or metadata.version(PIP_PACKAGES[runtime]))
+    """The version of the package that provides `runtime`; the 32-bit fallback says its name."""
+    module = runtime_module(runtime)  # a missing runtime is the clear error, not a version lookup failure
+    top = module.__name__.split(".")[0]
+    version = getattr(importlib.import_module(top), "__version__", None)
+    if top == "tflite_runtime":
+        return f"tflite-runtime {version or metadata.version('tflite-runtime')}"
+    return str(version or metadata.version(PIP_PACKAGES[runtime]))
 
 
 def open_runner(runtime: str, path: str | Path, inputs: Sequence[dict[str, Any]], threads: int = 1,

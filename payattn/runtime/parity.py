@@ -1,0 +1,175 @@
+"""On-device parity: run an artifact on the reference inputs stored at export time and compare
+its outputs with PyTorch's, held to the tolerances the export itself applied.
+
+The artifact dir carries the inputs (PyTorch layout, batch axis first) and PyTorch's outputs as
+.npy files listed under the manifest's "reference" key, with their sha256, and the manifest's
+"verification" records the limits: max abs difference per precision and the top-1 agreement
+floor. So any device checks its own answers with numpy and its runtime alone, no torch. A
+parity job (`"task": "verify"`) emits one payattn.parity/1 line per artifact and runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from payattn import __version__
+from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
+from payattn.runtime.env import device_info
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.runners import check_runtime, runtime_module, runtime_version
+
+PARITY_SCHEMA = "payattn.parity/1"
+REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
+THREADS = 1  # as export verifies: deterministic, and fair to other processes
+_EXPORT_HINT = "export the model again with `payattn export`"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """PyTorch's answers: `inputs` in PyTorch layout, the first `random_inputs` of them random,
+    the rest real test samples (top-1 agreement is counted on those)."""
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    random_inputs: int
+
+
+def reference_paths(manifest_path: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The reference files the manifest lists (empty for an artifact dir exported without them)."""
+    listed = manifest.get("reference") or {}
+    return [manifest_path.parent / listed[key]["file"] for key in REFERENCE_FILES if key in listed]
+
+
+def load_reference(artifact: Artifact) -> Reference:
+    """Read and check the reference files beside the artifact's manifest."""
+    listed = artifact.manifest.get("reference")
+    where = artifact.manifest_path
+    if not isinstance(listed, dict) or not all(isinstance(listed.get(k), dict) for k in REFERENCE_FILES):
+        raise RuntimeJobError(f"{where} lists no reference inputs and outputs (exported by an older payattn); "
+                              f"{_EXPORT_HINT}")
+    arrays = {}
+    for key in REFERENCE_FILES:
+        path = where.parent / listed[key]["file"]
+        if not path.is_file() or sha256_file(path) != listed[key].get("sha256"):
+            raise RuntimeJobError(f"{path} is missing or differs from its sha256 in {where}; {_EXPORT_HINT}")
+        arrays[key] = np.load(path, allow_pickle=False)
+    inputs, outputs, n_random = arrays["inputs"], arrays["outputs"], listed.get("random_inputs")
+    if len(inputs) != len(outputs) or not isinstance(n_random, int) or not 0 <= n_random < len(inputs):
+        raise RuntimeJobError(f"{where}: the reference inputs and outputs do not match in count; {_EXPORT_HINT}")
+    return Reference(inputs, outputs, n_random)
+
+
+def figures(reference: np.ndarray, logits: np.ndarray, random_inputs: int) -> dict[str, Any]:
+    """Max abs output difference over every sample, top-1 agreement over the test samples."""
+    test_ref, test_out = reference[random_inputs:], logits[random_inputs:]
+    return {
+        "max_abs_diff": float(np.abs(logits - reference).max()),
+        "top1_agreement": float((test_out.argmax(1) == test_ref.argmax(1)).mean()),
+        "samples": int(len(logits)),
+    }
+
+
+def problems(file: str, precision: str, parity: dict[str, Any], limit: float | None,
+             floor: float | None, test_samples: int) -> list[str]:
+    """The checks `parity` misses, each with its figures; empty when it passes. NaN fails."""
+    found = []
+    if limit is not None and not parity["max_abs_diff"] <= limit:
+        found.append(f"{file}: max abs logit difference {parity['max_abs_diff']:.3g} vs PyTorch "
+                     f"exceeds the {precision} tolerance {limit:.3g}")
+    if floor is not None and not parity["top1_agreement"] >= floor:
+        found.append(f"{file}: top-1 agreement with PyTorch {parity['top1_agreement']:.2%} is "
+                     f"below {floor:.0%} on {test_samples} test samples")
+    return found
+
+
+def predictor(artifact: Artifact, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A batch-1 call taking PyTorch-layout input: NHWC TFLite inputs are fed transposed."""
+    check_runtime(runtime)
+    path, spec = artifact.path, artifact.inputs[0]
+    if runtime == "onnxruntime":
+        ort = runtime_module("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {spec["name"]: x})[0]
+    interpreter = runtime_module("litert").Interpreter(model_path=str(path), num_threads=THREADS)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    nhwc = spec.get("layout") == "NHWC"
+
+    def run(x: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x))
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"]).copy()
+
+    return run
+
+
+def check_artifact(artifact: Artifact, runtime: str, device: dict[str, Any]) -> dict[str, Any]:
+    """Run the reference inputs through one artifact; return its payattn.parity/1 line."""
+    reference = load_reference(artifact)
+    run = predictor(artifact, runtime)
+    try:
+        logits = np.concatenate([run(reference.inputs[i:i + 1]) for i in range(len(reference.inputs))])
+    except Exception as exc:
+        raise RuntimeJobError(f"{artifact.path}: running the reference inputs in {runtime} failed: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
+    parity = {**figures(reference.outputs, logits, reference.random_inputs),
+              "random_inputs": reference.random_inputs}
+    verification = artifact.manifest.get("verification") or {}
+    limit = (verification.get("max_abs_diff") or {}).get(artifact.precision)
+    floor = (verification.get("min_top1_agreement") or {}).get(artifact.precision)
+    missed = problems(artifact.path.name, artifact.precision, parity, limit, floor,
+                      len(reference.inputs) - reference.random_inputs)
+    return {
+        "schema": PARITY_SCHEMA,
+        "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "payattn_version": __version__,
+        "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
+                     "format": artifact.format, "precision": artifact.precision},
+        "mechanism": artifact.manifest["mechanism"],
+        "runtime": {"name": runtime, "version": runtime_version(runtime)},
+        "device": device,
+        "parity": parity,
+        "limits": {"max_abs_diff": limit, "min_top1_agreement": floor},
+        "export_parity": artifact.entry.get("parity"),
+        "passed": not missed,
+        "problems": missed,
+    }
+
+
+def run_verify_job(job: dict[str, Any], on_result: Callable[[dict[str, Any]], None] | None = None,
+                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """A parity job: keys artifacts [{path, manifest}], runtimes, device {name, kind}."""
+    log = log or (lambda message: None)
+    artifacts = job.get("artifacts")
+    if not isinstance(artifacts, list) or not artifacts or not all(
+            isinstance(a, dict) and isinstance(a.get("path"), str) for a in artifacts):
+        raise RuntimeJobError('job key "artifacts" must be a non-empty list of {"path", "manifest"} objects')
+    runtimes = job.get("runtimes")
+    if not isinstance(runtimes, list) or not runtimes:
+        raise RuntimeJobError('job key "runtimes" must be a non-empty list')
+    for runtime in runtimes:
+        check_runtime(runtime)
+    device = job.get("device") or {}
+    info = device_info(str(device.get("name", "local")), str(device.get("kind", "local")))
+    lines = []
+    for item in artifacts:
+        artifact = load_artifact(item["path"], item.get("manifest"))
+        if artifact.runtime not in runtimes:
+            continue
+        log(f"checking {artifact.path} in {artifact.runtime} against PyTorch's outputs")
+        line = check_artifact(artifact, artifact.runtime, info)
+        lines.append(line)
+        if on_result:
+            on_result(line)
+    if not lines:
+        raise RuntimeJobError(f"none of the artifacts runs on runtime(s) {runtimes}; choose matching runtimes")
+    return lines
