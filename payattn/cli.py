@@ -368,9 +368,11 @@ def bench(
     device: str = typer.Option("local", help="Comma list of devices: local and names from `payattn devices list`."),
     devices_file: Optional[Path] = typer.Option(None, help="Device registry file (default: the user's config dir)."),
     xnnpack: Optional[bool] = typer.Option(None, "--xnnpack/--no-xnnpack", help="Android only: benchmark_model's --use_xnnpack (default: its own)."),
+    verify_first: bool = typer.Option(False, "--verify", help="First check each device's outputs against PyTorch's (as `payattn verify`); bench only if all pass."),
 ) -> None:
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
-    appending one JSON line per measurement to the results file."""
+    appending one JSON line per measurement to the results file. Several devices: this machine
+    first and alone, then the others at once."""
     from payattn.bench import build_job
     from payattn.devices import AdbSettings, run_on_devices
     from payattn.export import parse_precisions
@@ -381,6 +383,8 @@ def bench(
     dirs = list(artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism)))
     devices = split_list(device, "--device")
     job = build_job(dirs, split_list(runtime, "--runtime"), parse_precisions(precision), settings)
+    if verify_first:
+        run_verify(job, devices, devices_file)
     console.print(f"{len(job['artifacts'])} artifact(s) × {len(settings.threads)} thread setting(s) "
                   f"on {', '.join(devices)} → {results}", markup=False)
     measured, failures = run_on_devices(
@@ -392,12 +396,76 @@ def bench(
     console.print(f"results appended to {results}; next: payattn report {results}", markup=False)
 
 
+def parity_row(line: dict[str, Any]) -> list[str]:
+    parity, limits, export = line["parity"], line["limits"], line.get("export_parity") or {}
+    limit = f" (≤ {limits['max_abs_diff']:.2g})" if limits["max_abs_diff"] is not None else ""
+    floor = f" (≥ {limits['min_top1_agreement']:.0%})" if limits["min_top1_agreement"] is not None else ""
+    exported = f"{export['max_abs_diff']:.2e}" if "max_abs_diff" in export else "-"
+    device = line["device"]
+    where = f"{device['name']} ({device['arch']}{', emulated' if device.get('emulated') else ''})"
+    return [where, line["mechanism"], line["artifact"]["file"], line["runtime"]["name"],
+            f"{parity['max_abs_diff']:.2e}{limit}", exported, f"{parity['top1_agreement']:.1%}{floor}",
+            "pass" if line["passed"] else "FAIL"]
+
+
+def run_verify(job: dict[str, Any], devices: list[str], devices_file: Optional[Path]) -> list[dict[str, Any]]:
+    """Check the job's artifacts on every device against PyTorch's stored outputs and print a
+    table. Exits 1 if an artifact misses its tolerance or a device failed, after all have run."""
+    from payattn.devices import verify_on_devices
+
+    lines, failures = verify_on_devices(
+        devices, job, devices_file=devices_file,
+        log=lambda msg: err_console.print(msg, style="dim", highlight=False, markup=False))
+    table = Table(title=f"parity with PyTorch on {', '.join(devices)}")
+    for col in ("device", "mechanism", "artifact", "runtime", "max |Δ| (limit)", "at export",
+                "top-1 agree (floor)", "result"):
+        table.add_column(col, justify="left" if col in ("device", "mechanism", "artifact", "runtime") else "right")
+    for line in lines:
+        table.add_row(*parity_row(line))
+    table_console().print(table)
+    for line in lines:
+        for problem in line["problems"]:
+            print_error(f"parity on {line['device']['name']}: {problem}")
+    for failure in failures:
+        print_error(failure.message)
+    if failures or not all(line["passed"] for line in lines):
+        raise typer.Exit(1)
+    return lines
+
+
+@app.command("verify")
+@friendly_errors
+def verify_command(
+    artifact_dirs: list[Path] = typer.Argument(..., help="Artifact dirs from `payattn export`; they carry PyTorch's reference outputs."),
+    device: str = typer.Option("local", help="Comma list of devices: local and names from `payattn devices list`."),
+    runtime: str = typer.Option(",".join(RUNTIMES), metavar=RUNTIME_METAVAR, help=RUNTIME_HELP),
+    precision: str = typer.Option("all", metavar=PRECISION_METAVAR, help=PRECISION_HELP + " Those the dirs lack are skipped."),
+    timeout: float = typer.Option(DEFAULT_BENCH.timeout_seconds, help=describe("timeout_seconds")),
+    devices_file: Optional[Path] = typer.Option(None, help="Device registry file (default: the user's config dir)."),
+) -> None:
+    """Run each artifact on the reference inputs stored at export, on the device(s), and compare
+    the outputs with PyTorch's under the export's tolerances. Not available on Android."""
+    from payattn.bench import build_job
+    from payattn.export import parse_precisions
+    from payattn.runtime.artifacts import load_manifest
+
+    have = {e["precision"] for d in artifact_dirs for e in load_manifest(Path(d) / "manifest.json")["artifacts"]}
+    precisions = [p for p in parse_precisions(precision) if p in have] or parse_precisions(precision)
+    job = build_job(artifact_dirs, split_list(runtime, "--runtime"), precisions,
+                    BenchSettings(timeout_seconds=timeout))
+    run_verify(job, split_list(device, "--device"), devices_file)
+
+
+def table_console() -> Console:
+    """Piped output (a log, CI) is not wrapped to 80 columns: the tables are wide."""
+    return console if console.is_terminal else Console(width=240)
+
+
 def print_headlines(results: Any) -> None:
     """The report's Table 5-style headline tables, in the terminal."""
     from payattn.report import headline_tables
 
-    # Piped output (a log, CI) is not wrapped to 80 columns: the table is wide.
-    out = console if console.is_terminal else Console(width=240)
+    out = table_console()
     for t in headline_tables(results):
         table = Table(title=t.title)
         for i, col in enumerate(t.columns):
@@ -460,6 +528,7 @@ def devices_add(
     name: str = typer.Argument(..., help="A short name: lower-case letters, digits, - and _."),
     ssh: Optional[str] = typer.Option(None, help="USER@HOST[:PORT] of a Linux board (Raspberry Pi)."),
     identity: Optional[Path] = typer.Option(None, help="SSH private key (default: your ssh config's)."),
+    known_hosts: Optional[Path] = typer.Option(None, help="Host-key file to trust for this board instead of ~/.ssh/known_hosts (the emulated Pi prints one)."),
     python: Optional[str] = typer.Option(None, help="Python on the board (default: python3)."),
     adb: Optional[str] = typer.Option(None, help="Serial of an Android device (`adb devices`)."),
     benchmark_model: Optional[Path] = typer.Option(None, help="TFLite's benchmark_model binary for the phone's ABI."),
@@ -475,10 +544,11 @@ def devices_add(
         if benchmark_model or cpu_mask:
             raise PayattnError("--benchmark-model and --cpu-mask are for --adb devices")
         spec = add_ssh_device(name, ssh, identity=str(identity) if identity else None,
+                              known_hosts=str(known_hosts) if known_hosts else None,
                               python=python, path=devices_file)
     else:
-        if identity or python:
-            raise PayattnError("--identity and --python are for --ssh devices")
+        if identity or known_hosts or python:
+            raise PayattnError("--identity, --known-hosts and --python are for --ssh devices")
         if benchmark_model is None:
             raise PayattnError("an --adb device needs --benchmark-model PATH (TFLite's benchmark_model binary)")
         spec = add_adb_device(name, adb, benchmark_model=str(benchmark_model), cpu_mask=cpu_mask,

@@ -1,7 +1,8 @@
 """Devices to benchmark on: this machine, Linux boards over SSH, Android phones over ADB.
 
 The registry (registry.py) names them in a TOML file; `check_device` says what one has and
-lacks; `run_on_devices` benches a job on several in turn, appending results as they come.
+lacks; `run_on_devices` benches a job on several (this machine alone, the others concurrently),
+appending results as they come; `verify_on_devices` checks outputs against PyTorch's there.
 """
 
 from payattn.devices.adb import AdbDevice, AdbSettings
@@ -18,7 +19,8 @@ from payattn.devices.registry import (
     load_registry,
     remove_device,
 )
-from payattn.devices.runner import DeviceCheck, DeviceFailure, check_device, open_device, run_on_devices
+from payattn.devices.runner import (DeviceCheck, DeviceFailure, check_device, open_device, run_on_devices,
+                                     verify_on_devices)
 from payattn.devices.ssh import SshDevice, SshSettings
 
 __all__ = [
@@ -43,4 +45,5 @@ __all__ = [
     "open_device",
     "remove_device",
     "run_on_devices",
+    "verify_on_devices",
 ]

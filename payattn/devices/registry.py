@@ -27,7 +27,8 @@ MASK_PATTERN = re.compile(r"^(?:0x)?[0-9A-Fa-f]+$")
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """One registry entry. SSH fields: host, user, port, identity, python; ADB: serial,
+    """One registry entry. SSH fields: host, user, port, identity, known_hosts (a host-key file
+    used instead of the user's, for boards whose key is generated, like the emulated Pi), python; ADB: serial,
     benchmark_model (a path on this machine, pushed to the phone), cpu_mask (for taskset)."""
 
     name: str
@@ -36,6 +37,7 @@ class DeviceSpec:
     user: str | None = None
     port: int | None = None
     identity: str | None = None
+    known_hosts: str | None = None
     python: str | None = None
     serial: str | None = None
     benchmark_model: str | None = None
@@ -148,7 +150,7 @@ def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
 
 def _check_entry(spec: DeviceSpec, where: str) -> None:
     """Reject a hand-edited entry that could not work, naming the missing or wrong key."""
-    for key in ("user", "identity", "python", "cpu_mask", "host", "serial", "benchmark_model"):
+    for key in ("user", "identity", "known_hosts", "python", "cpu_mask", "host", "serial", "benchmark_model"):
         if getattr(spec, key) is not None and not isinstance(getattr(spec, key), str):
             raise PayattnError(f"{where}: {key} must be a string in quotes")
     if spec.kind == "ssh":
@@ -200,6 +202,7 @@ def add_ssh_device(
     target: str,
     *,
     identity: str | None = None,
+    known_hosts: str | None = None,
     python: str | None = None,
     path: Path | None = None,
 ) -> DeviceSpec:
@@ -207,16 +210,22 @@ def add_ssh_device(
     validate_name(name)
     user, host, port = parse_ssh_target(target)
     if identity is not None:
-        key = Path(identity).expanduser()
-        if not key.is_file():
-            raise PayattnError(f"SSH identity file {identity} does not exist; "
-                               "pass the private key, e.g. ~/.ssh/id_ed25519")
-        identity = str(key.resolve())
+        identity = _existing_file(identity, "SSH identity file", "pass the private key, e.g. ~/.ssh/id_ed25519")
+    if known_hosts is not None:
+        known_hosts = _existing_file(known_hosts, "known_hosts file", "pass a file of `[HOST]:PORT KEY` lines")
     if python is not None and not python.strip():
         raise PayattnError("--python must name the device's Python, e.g. python3 or /usr/bin/python3")
-    spec = DeviceSpec(name=name, kind="ssh", host=host, user=user, port=port, identity=identity, python=python)
+    spec = DeviceSpec(name=name, kind="ssh", host=host, user=user, port=port, identity=identity,
+                      known_hosts=known_hosts, python=python)
     _store_new(spec, path)
     return spec
+
+
+def _existing_file(given: str, what: str, fix: str) -> str:
+    path = Path(given).expanduser()
+    if not path.is_file():
+        raise PayattnError(f"{what} {given} does not exist; {fix}")
+    return str(path.resolve())
 
 
 def add_adb_device(

@@ -1,4 +1,4 @@
-"""Devices by name: check what one has, and bench a job on several in turn.
+"""Devices by name: check what one has, and run a job on several (this machine alone, the rest at once).
 
 `run_on_devices` appends each result line to the results file the moment it arrives (through
 payattn.runtime.append_results), so a device that fails half-way keeps what it measured; the
@@ -8,6 +8,8 @@ failure is recorded with the device's name and the fix, and the other devices st
 from __future__ import annotations
 
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
@@ -22,6 +24,8 @@ from payattn.runtime.results import append_results, check_results_file
 
 Device = Union[LocalDevice, SshDevice, AdbDevice]
 MIN_PYTHON = (3, 9)
+ARM32 = ("armv7l", "armv6l")
+ARM32_INSTALL = "numpy==1.26.4 tflite-runtime==2.13.0"  # as requirements-device.txt pins them
 # ELF e_machine of a binary -> the Android ABIs it runs on.
 ELF_ABIS = {0xB7: ("arm64-v8a",), 0x28: ("armeabi-v7a", "armeabi"), 0x3E: ("x86_64",), 0x03: ("x86",)}
 
@@ -35,6 +39,7 @@ class DeviceCheck:
     target: str
     facts: dict
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the device cannot do, and no install fixes
     install: str | None = None
 
     @property
@@ -48,12 +53,15 @@ class DeviceCheck:
         lines = [f"{self.name} ({self.kind}, {self.target})",
                  f"  arch {facts['arch']}, CPU {facts['cpu']}, {facts['cores']} cores, memory {memory}",
                  f"  OS {facts['os']}"]
+        if facts.get("emulated"):
+            lines.append(f"  emulated by {facts['emulated']}: latencies measured here are not the board's")
         if "python" in facts:
             lines.append(f"  Python {facts['python']} ({facts['python_executable']})")
             lines.append("  runtimes: " + ", ".join(f"{name} {version or 'MISSING'}"
                                                      for name, version in facts["runtimes"].items()))
         else:
             lines.append(f"  benchmark_model {facts['benchmark_model']}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  problem: {problem}" for problem in self.problems] or ["  OK: ready to benchmark"]
         return "\n".join(lines)
 
@@ -87,18 +95,34 @@ def check_device(name: str, *, devices_file: Path | None = None, ssh: SshSetting
         _check_benchmark_model(check, facts)
         return check
     python = spec.python or (DEFAULT_PYTHON if spec.kind == "ssh" else sys.executable)
+    check_harness_facts(check, facts, python)
+    return check
+
+
+def check_harness_facts(check: DeviceCheck, facts: dict, python: str) -> None:
+    """Where the harness runs (local, ssh): Python's version and the runtimes, with the fix for
+    each; on 32-bit ARM ONNX Runtime cannot exist and LiteRT comes as tflite-runtime."""
     version = tuple(int(part) for part in facts["python"].split(".")[:2])
     if version < MIN_PYTHON:
         check.problems.append(f"Python {facts['python']} is too old; the harness needs Python "
                               f"{'.'.join(map(str, MIN_PYTHON))}+ (install python3 or re-add with --python PATH)")
-    missing = [RUNTIME_MODULES[runtime][1] for runtime, found in facts["runtimes"].items() if found is None]
+    runtimes = dict(facts["runtimes"])
+    if facts["arch"] in ARM32:
+        if runtimes.pop("onnxruntime") is None:
+            check.notes.append("ONNX Runtime is unavailable: it publishes no wheels for 32-bit ARM "
+                               f"({facts['arch']}); bench this board with --runtime litert")
+        if runtimes["litert"] is None:
+            check.install = f"{python} -m pip install {ARM32_INSTALL}"
+            check.problems.append(f"no LiteRT interpreter: on 32-bit ARM only tflite-runtime exists (Python "
+                                  f"3.10 at most, e.g. Raspberry Pi OS 11); install with `{check.install}`")
+            runtimes.pop("litert")
+    missing = [RUNTIME_MODULES[runtime][0][1] for runtime, found in runtimes.items() if found is None]
     if missing:
         check.install = f"{python} -m pip install {' '.join(missing)}"
         check.problems.append(
             f"missing on the device: {', '.join(missing)}; install with `{check.install}` (where pip refuses "
             "an externally managed Python, as on Raspberry Pi OS 12: `python3 -m venv ~/payattn-venv`, "
             "install there, and re-add the device with --python ~/payattn-venv/bin/python)")
-    return check
 
 
 def _check_benchmark_model(check: DeviceCheck, facts: dict) -> None:
@@ -128,16 +152,16 @@ def run_on_devices(
     log: Log = ignore_log,
     on_result: OnResult | None = None,
 ) -> tuple[list[dict], list[DeviceFailure]]:
-    """Bench `job` on each device in turn, appending results as they come.
+    """Bench `job` on the devices (see run_fleet for the order), appending results as they come.
 
-    Returns (results, failures); `on_result` sees each line once it is in the file. A failed device does not stop the others, and whatever it
-    measured before failing is already in `results_file`. Unknown device names fail before
-    anything runs, and so does an artifact that is missing or does not match its manifest."""
+    Returns (results, failures); `on_result` sees each line once it is in the file. A failed device
+    does not stop the others, and whatever it measured before failing is already in `results_file`.
+    Unknown device names fail before anything runs, and so does an artifact that is missing or
+    does not match its manifest."""
     specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
     load_job_artifacts(job)
     results_file = check_results_file(results_file, log)
     results: list[dict] = []
-    failures: list[DeviceFailure] = []
 
     def keep(result: dict) -> None:
         append_results(results_file, [result])
@@ -145,14 +169,66 @@ def run_on_devices(
         if on_result:
             on_result(result)
 
-    for spec in specs:
-        log(f"{spec.name}: benchmarking on {spec.target}")
+    failures = run_fleet(specs, job, keep, ssh=ssh, adb=adb, log=log)
+    return results, failures
+
+
+def verify_on_devices(
+    device_names: Sequence[str],
+    job: dict,
+    *,
+    devices_file: Path | None = None,
+    ssh: SshSettings = SshSettings(),
+    adb: AdbSettings = AdbSettings(),
+    log: Log = ignore_log,
+    on_result: OnResult | None = None,
+) -> tuple[list[dict], list[DeviceFailure]]:
+    """Run a parity job (payattn.runtime.parity) on the devices; return its lines and failures."""
+    specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
+    load_job_artifacts(job)
+    lines: list[dict] = []
+
+    def keep(line: dict) -> None:
+        lines.append(line)
+        if on_result:
+            on_result(line)
+
+    failures = run_fleet(specs, {**job, "task": "verify"}, keep, ssh=ssh, adb=adb, log=log)
+    return lines, failures
+
+
+def run_fleet(specs: Sequence[DeviceSpec], job: dict, keep: OnResult, *, ssh: SshSettings,
+              adb: AdbSettings, log: Log) -> list[DeviceFailure]:
+    """Run `job` on every device: this machine first and alone (anything running beside it
+    would disturb its own timings), then all the other devices at once, each on its own
+    thread, since each measures on its own hardware. `keep` sees each line whole, one at a
+    time, as it arrives; a device that fails or hangs (until its timeout) holds up no other."""
+    failures: list[DeviceFailure] = []
+    lock = threading.Lock()
+
+    def keep_one(line: dict) -> None:
+        with lock:
+            keep(line)
+
+    def run_one(spec: DeviceSpec) -> None:
+        log(f"{spec.name}: running on {spec.target}")
         try:
             with open_device(spec, ssh=ssh, adb=adb) as device:
-                run = device.bench(job, on_result=keep, log=log)
-            log(f"{spec.name}: {len(run.results)} result(s) in {run.seconds:.1f} s, "
+                run = device.bench(job, on_result=keep_one, log=log)
+            log(f"{spec.name}: {len(run.results)} line(s) in {run.seconds:.1f} s, "
                      f"{run.bytes_copied} bytes copied")
         except DeviceError as exc:
-            failures.append(DeviceFailure(spec.name, str(exc)))
+            with lock:
+                failures.append(DeviceFailure(spec.name, str(exc)))
             log(f"{spec.name}: FAILED: {exc}")
-    return results, failures
+
+    for spec in specs:
+        if spec.kind == "local":
+            run_one(spec)
+    remote = [spec for spec in specs if spec.kind != "local"]
+    if remote:
+        with ThreadPoolExecutor(max_workers=len(remote), thread_name_prefix="payattn-device") as pool:
+            for future in [pool.submit(run_one, spec) for spec in remote]:
+                future.result()  # re-raises what is not a device's failure (a full disk, a bad line)
+    order = [spec.name for spec in specs]
+    return sorted(failures, key=lambda failure: order.index(failure.device))

@@ -41,8 +41,9 @@ from payattn.devices.base import (
 )
 from payattn.devices.registry import DeviceSpec
 from payattn.files import clean_temp_leftovers
-from payattn.runtime.artifacts import sha256_file
 from payattn.runtime import env
+from payattn.runtime.artifacts import load_manifest, sha256_file
+from payattn.runtime.parity import reference_paths
 from payattn.runtime.env import git_commit
 
 CONTROL_DIR_PREFIX = "payattn-ssh-"  # + PID-: a killed run's control dir is recognised later
@@ -161,6 +162,9 @@ class SshDevice:
             opts += ["-o", f"ControlPath={self._control_dir / 'cm-%C'}"]
         if self.spec.identity:
             opts += ["-i", str(Path(self.spec.identity).expanduser()), "-o", "IdentitiesOnly=yes"]
+        if self.spec.known_hosts:
+            opts += ["-o", f"UserKnownHostsFile={Path(self.spec.known_hosts).expanduser()}",
+                     "-o", "StrictHostKeyChecking=yes"]
         for option in self.settings.options:
             opts += ["-o", option]
         return opts
@@ -327,6 +331,7 @@ class SshDevice:
             manifest = Path(entry.get("manifest") or artifact.parent / "manifest.json")
             folder = f"artifacts/{artifact_dir_key(artifact)}"
             files += [(artifact, f"{folder}/{artifact.name}"), (manifest, f"{folder}/manifest.json")]
+            files += [(ref, f"{folder}/{ref.name}") for ref in reference_paths(manifest, load_manifest(manifest))]
             local_paths[f"{folder}/{artifact.name}"] = entry["path"]
             entry["path"], entry["manifest"] = f"{folder}/{artifact.name}", f"{folder}/manifest.json"
         remote_job["device"] = {"name": self.spec.name, "kind": "ssh"}
