@@ -73,10 +73,10 @@ def test_runtime_validator_judges_as_jsonschema_does(written) -> None:
 
 
 def test_writers_are_strict_and_readers_tolerant(written) -> None:
-    newer = _set(written["lines"][0], "device.emulated", False)  # a key a later payattn may add
+    newer = _set(written["lines"][0], "device.npu", False)  # a key a later payattn may add
     assert not validator("result").is_valid(newer)
     assert RESULT.problem(newer, strict=False) is None
-    with pytest.raises(RuntimeJobError, match=r"result line: key 'device.emulated' is not in payattn.result/1"):
+    with pytest.raises(RuntimeJobError, match=r"result line: key 'device.npu' is not in payattn.result/1"):
         RESULT.check(newer)
     manifest = _set(written["manifest"], "app", {"name": "x"})
     assert MANIFEST.problem(manifest, strict=False) is None

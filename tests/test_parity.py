@@ -32,8 +32,8 @@ def reference_dir(tmp_path: Path, file: str) -> Path:
     manifest["artifacts"] = [e for e in manifest["artifacts"] if e["file"] == file]
     inputs = np.random.default_rng(5).standard_normal((23, 3, 4, 4)).astype(np.float32)
     outputs = np.concatenate([run_directly(directory / file, inputs[i:i + 1]) for i in range(len(inputs))])
-    manifest["verification"] = {"max_abs_diff": {"fp32": 1e-4, "fp16": 1e-2},
-                                "min_top1_agreement": {"fp32": 0.98}}
+    manifest["verification"].update(max_abs_diff={"fp32": 1e-4, "fp16": 1e-2},
+                                    min_top1_agreement={"fp32": 0.98})
     (directory / "manifest.json").write_text(json.dumps(manifest))
     write_reference(directory, inputs, outputs, random_inputs=3)
     return directory
@@ -56,11 +56,12 @@ def run_directly(path: Path, x: np.ndarray) -> np.ndarray:
 
 def write_reference(directory: Path, inputs: np.ndarray, outputs: np.ndarray, random_inputs: int) -> None:
     manifest = json.loads((directory / "manifest.json").read_text())
-    entry = {"random_inputs": random_inputs, "test_samples": len(inputs) - random_inputs}
+    entry = {"random_inputs": random_inputs, "test_samples": len(inputs) - random_inputs, "layout": "PyTorch"}
     for key, array in (("inputs", inputs), ("outputs", outputs)):
         path = directory / REFERENCE_FILES[key]
         np.save(path, array)
-        entry[key] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        entry[key] = {"file": path.name, "shape": list(array.shape), "dtype": array.dtype.name,
+                      "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     manifest["reference"] = entry
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
@@ -129,7 +130,7 @@ sys.modules["_litert"] = ai_edge_litert.interpreter
 for name in [m for m in sys.modules if m.startswith("ai_edge_litert")]:
     sys.modules[name] = None  # not installed, as on 32-bit ARM
 sys.path.insert(0, {str(tmp_path / "site")!r})
-from payattn.devices.probe import runtime_versions
+from payattn.runtime.env import runtime_versions
 from payattn.runtime.artifacts import load_artifact
 from payattn.runtime.runners import open_runner, runtime_module
 artifact = load_artifact({str(directory / "model_fp32.tflite")!r})

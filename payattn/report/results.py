@@ -31,7 +31,10 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-FIELDS = _leaves(RESULT.schema)
+# Keys added to the format after its first version, in the order they came: optional in lines
+# (older lines lack them) and last in the CSV.
+ADDED = ["device.emulated"]
+FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
 CSV_COLUMNS = ["line", "used_in_tables"] + [k.replace(".", "_") for k in FIELDS if k != "schema"]
@@ -46,8 +49,11 @@ class Result:
     when: datetime
 
     def get(self, dotted: str) -> Any:
+        """The value at a dotted key; None for a key older lines lack (see ADDED)."""
         value: Any = self.data
         for part in dotted.split("."):
+            if dotted in ADDED and part not in value:
+                return None
             value = value[part]
         return value
 

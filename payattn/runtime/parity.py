@@ -22,6 +22,7 @@ from payattn import __version__
 from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
 from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import JOB
 from payattn.runtime.runners import check_runtime, runtime_module, runtime_version
 
 PARITY_SCHEMA = "payattn.parity/1"
@@ -147,21 +148,14 @@ def check_artifact(artifact: Artifact, runtime: str, device: dict[str, Any]) -> 
 
 def run_verify_job(job: dict[str, Any], on_result: Callable[[dict[str, Any]], None] | None = None,
                    log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """A parity job: keys artifacts [{path, manifest}], runtimes, device {name, kind}."""
+    """A job (job.schema.json) with "task": "verify": its artifacts checked in its runtimes;
+    the timing settings are not used."""
     log = log or (lambda message: None)
-    artifacts = job.get("artifacts")
-    if not isinstance(artifacts, list) or not artifacts or not all(
-            isinstance(a, dict) and isinstance(a.get("path"), str) for a in artifacts):
-        raise RuntimeJobError('job key "artifacts" must be a non-empty list of {"path", "manifest"} objects')
-    runtimes = job.get("runtimes")
-    if not isinstance(runtimes, list) or not runtimes:
-        raise RuntimeJobError('job key "runtimes" must be a non-empty list')
-    for runtime in runtimes:
-        check_runtime(runtime)
-    device = job.get("device") or {}
-    info = device_info(str(device.get("name", "local")), str(device.get("kind", "local")))
+    JOB.check(job, strict=True)
+    runtimes = job["runtimes"]
+    info = device_info(job["device"]["name"], job["device"]["kind"])
     lines = []
-    for item in artifacts:
+    for item in job["artifacts"]:
         artifact = load_artifact(item["path"], item.get("manifest"))
         if artifact.runtime not in runtimes:
             continue
