@@ -12,11 +12,12 @@ from jsonschema import Draft202012Validator
 from schema_check import SCHEMAS, assert_valid, validator
 from tiny_artifacts import copy_artifact_dirs
 
+from payattn.runtime.settings import BenchSettings
 from payattn.bench import bench, build_job
 from payattn.runtime import RuntimeJobError
 from payattn.runtime.formats import JOB, MANIFEST, RESULT
 
-QUICK = {"runs": 3, "warmup": 1, "min_seconds": 0, "warmup_seconds": 0}
+QUICK = {"settings": BenchSettings(runs=3, warmup_runs=1, min_seconds=0, warmup_seconds=0)}
 
 
 @pytest.fixture(scope="module")
