@@ -105,12 +105,25 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (PayattnError, RuntimeJobError) as exc:
             print_error(str(exc))
             raise typer.Exit(2) from None
+        except OSError as exc:  # a disk or permission fault no check foresaw: still one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}; check that path's permissions and free space")
+            raise typer.Exit(2) from None
 
     return wrapper
 
 
+class ProgressBar(Progress):
+    """Rich's progress display, gone when the command fails: the error is then the one line."""
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if exc_type is not None:
+            self.live.transient = True
+        super().__exit__(exc_type, *rest)
+
+
 def progress_bar() -> Progress:
-    return Progress(
+    return ProgressBar(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
         console=err_console, transient=False,
@@ -199,7 +212,7 @@ def bar_hooks(bar: Progress) -> Any:
     def done(label: str, status: str) -> None:
         bar.update(jobs[label], total=1, completed=1, status=status)
 
-    return Hooks(log=lambda message: bar.console.print(message, style="dim", highlight=False, markup=False),
+    return Hooks(log=lambda message: bar.console.print(message, style="dim", highlight=False, markup=False, soft_wrap=True),
                  on_result=lambda r: console.print(result_row(r), highlight=False, markup=False),
                  training=training, exporting=exporting, done=done)
 
@@ -228,9 +241,11 @@ def train(
     """Train one or all mechanisms on a task and write run dirs (model.pt, config.json, metrics.json)."""
     from payattn.data import load_task
     from payattn.files import check_writable
-    from payattn.train import check_run_target, check_train_options, default_epochs, train as train_one
+    from payattn.train import check_run_target, check_task_preset, check_train_options, default_epochs
+    from payattn.train import train as train_one
 
     mechanisms = expand_mechanisms(mechanism)
+    check_task_preset(task, preset)
     overrides = model_overrides(d_model, heads, depth, mlp_dim, patch_size, context_length,
                                 max_vocab, bias)
     check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=seed,
@@ -389,7 +404,7 @@ def bench(
                   f"on {', '.join(devices)} → {results}", markup=False)
     measured, failures = run_on_devices(
         devices, job, results, devices_file=devices_file, adb=AdbSettings(use_xnnpack=xnnpack),
-        log=lambda msg: err_console.print(msg, style="dim", highlight=False, markup=False),
+        log=lambda msg: err_console.print(msg, style="dim", highlight=False, markup=False, soft_wrap=True),
         on_result=lambda r: console.print(result_row(r), highlight=False, markup=False),
     )
     report_failures(failures, len(measured), results)

@@ -132,14 +132,14 @@ def check_replaceable(target: Path, ours: Iterable[str], what: str, fix: str) ->
                            f"only a {what}: move those files away or {fix}")
 
 
-def check_writable(path: Path, option: str) -> None:
-    """Refuse, before any work, a path that cannot be created or written (read-only file or
-    folder, a file where a folder is needed)."""
-    path = Path(path).absolute()
+def check_writable(folder: Path, option: str) -> None:
+    """Refuse, before any work, a folder that cannot be created or written in (read-only
+    folder or disk, a file where a folder is needed)."""
+    path = Path(folder).absolute()
     existing = next(p for p in (path, *path.parents) if p.exists())
-    if existing != path and not existing.is_dir():
-        raise PayattnError(f"{path}: {existing} is a file, not a folder; choose another {option}")
-    if not os.access(existing, os.W_OK | (os.X_OK if existing.is_dir() else 0)):
+    if not existing.is_dir():
+        raise PayattnError(f"{folder}: {existing} is a file, not a folder; choose another {option}")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise PayattnError(f"{existing} is not writable (read-only file, folder or disk); "
                            f"choose a writable {option}")
 

@@ -209,10 +209,13 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
     from payattn.devices import run_on_devices
     from payattn.export import parse_precisions
     from payattn.report import report as write_report
-    from payattn.train import train
+    from payattn.train import check_train_options, default_epochs, train
 
     chosen = parse_precisions(precisions)
     tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
+    for task in tasks:
+        check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=0,
+                            threads=1, overrides=None)
     check_demo_target(out, tasks, force)
     started = time.perf_counter()
     artifact_dirs: dict[str, list[Path]] = {}

@@ -109,9 +109,7 @@ def train(
     data once. An existing `out` is replaced only with `force`, and only if it is a run dir.
     """
     mechanism = canonical_mechanism(mechanism)
-    if task not in TASKS:
-        raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    preset = preset or TASKS[task].default_preset
+    preset = check_task_preset(task, preset)
     epochs = epochs if epochs is not None else default_epochs(task)
     check_train_options(epochs=epochs, seed=seed, threads=threads, overrides=overrides)
     check_run_target(Path(out), force)
@@ -119,11 +117,6 @@ def train(
     overrides = dict(overrides or {})
     max_vocab = overrides.pop("max_vocab", None)
     dataset = dataset or load_task(task, data_dir)
-    if get_preset(preset).kind != dataset.kind:
-        raise PayattnError(
-            f"preset {preset!r} is a {get_preset(preset).kind} model but task {task!r} is "
-            f"{dataset.kind}; choose a {dataset.kind} preset"
-        )
 
     tokenizer = None
     if dataset.kind == "text":
@@ -183,6 +176,19 @@ def train(
     return metrics
 
 
+def check_task_preset(task: str, preset: str | None) -> str:
+    """The preset to train (default: the task's), refused when either is unknown or the preset
+    is of the other kind (vision/text)."""
+    if task not in TASKS:
+        raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    preset = preset or TASKS[task].default_preset
+    kind, wanted = get_preset(preset).kind, TASKS[task].kind
+    if kind != wanted:
+        raise PayattnError(f"preset {preset!r} is a {kind} model but task {task!r} is {wanted}; "
+                           f"choose a {wanted} preset")
+    return preset
+
+
 def check_train_options(*, epochs: int, seed: int, threads: int, overrides: dict[str, Any] | None) -> None:
     """Refuse out-of-range training options before any data is loaded."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
@@ -208,9 +214,12 @@ def write_run_dir(
 ) -> None:
     """Write a complete run dir beside `out`, then swap it into place."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_leftovers(out.parent)
-    tmp = temp_dir_beside(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(out.parent)
+        tmp = temp_dir_beside(out)
+    except OSError as exc:
+        raise PayattnError(f"cannot write run dir {out} ({exc.strerror or exc}); choose a writable --out") from None
     try:
         torch.save(model.state_dict(), tmp / "model.pt")
         (tmp / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")

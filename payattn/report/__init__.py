@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from payattn.errors import PayattnError
+from payattn.files import check_writable
 from payattn.report.plots import latency_plot, size_plot
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
@@ -157,7 +158,12 @@ def report(results_path: Path, out_dir: Path) -> ReportPaths:
     used = latest(results)
     if out_dir.exists() and not out_dir.is_dir():
         raise PayattnError(f"report folder {out_dir} is a file; pass a folder path (it is created if missing)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "--out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PayattnError(f"cannot create report folder {out_dir} ({exc.strerror}); choose a "
+                           f"writable --out") from None
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
     try:
         (staging / "plots").mkdir()

@@ -132,6 +132,9 @@ def validate(records: Iterable[tuple[int, Any]], source: str) -> list[Result]:
 def load_results(path: Path) -> list[Result]:
     """Read and validate a results.jsonl file (blank lines are allowed and ignored)."""
     path = Path(path)
+    if path.is_dir():
+        raise PayattnError(f"results file {path} is a directory; pass the results.jsonl inside it, "
+                           f"e.g. {path / 'results.jsonl'}")
     if not path.is_file():
         raise PayattnError(f"results file {path} not found; run `payattn bench` to create it, "
                            "or pass the path it wrote")

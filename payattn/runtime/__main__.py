@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeJobError as exc:
         _progress(f"error: {_one_line(str(exc))}")
         return 2
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the host reports it
+        return 130
     except Exception as exc:  # anything else still ends in one line, not a traceback
         _progress(f"error: {type(exc).__name__}: {_one_line(str(exc))}")
         return 1

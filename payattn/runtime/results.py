@@ -141,7 +141,7 @@ def append_results(path: str | Path, results: Iterable[dict[str, Any]]) -> None:
             try:
                 written = os.write(fd, data)
                 if written != len(data):
-                    raise OSError(errno.ENOSPC, f"short write, {written} of {len(data)} bytes")
+                    raise OSError(errno.ENOSPC, f"No space left on device: {written} of {len(data)} bytes written")
                 os.fsync(fd)
             except OSError as exc:
                 os.ftruncate(fd, before)
