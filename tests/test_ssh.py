@@ -228,3 +228,24 @@ def test_shell_path_keeps_home_and_quotes_the_rest():
     out = subprocess.run(["sh", "-c", "printf '%s\\n' " + " ".join(words)], capture_output=True, text=True,
                          env={"HOME": "/home/pi", "PATH": os.environ["PATH"]}, check=True).stdout
     assert out.splitlines() == ["/home/pi/payattn venv/bin/python", "/opt/it's", ".cache/payattn"]
+
+
+def test_a_killed_runs_control_master_is_stopped_by_the_next(board):
+    devices, settings = board
+    spec = get_device("board", devices)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs: the killed run's
+    first = SshDevice(spec, settings)
+    first.open()
+    leftover = first._control_dir.with_name(f"payattn-ssh-{gone.pid}-{first._control_dir.name.rsplit('-', 1)[1]}")
+    os.rename(first._control_dir, leftover)
+    first._control_dir = None  # as if its run was SIGKILLed: nothing closes the master
+    socket = next(leftover.glob("cm-*"))
+    check = subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "check", "x"], capture_output=True, text=True)
+    master = int(check.stderr.split("pid=")[1].split(")")[0])
+    with SshDevice(spec, settings):
+        assert not leftover.exists()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{master}").exists() and "ssh" in Path(f"/proc/{master}/cmdline").read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the killed run's control master still runs"
+        time.sleep(0.1)
