@@ -187,6 +187,12 @@ CASES = [
     (f"bench {V} --device pi --devices-file name.toml", "[devices.A] in name.toml: invalid device name 'A'"),
     (f"bench {V} --device pi --devices-file broken.toml", "cannot read the device registry broken.toml"),
     (f"bench {V} --device ph --devices-file serial.toml", "is not an adb serial"),
+    # verify
+    ("verify nowhere", "nowhere"),
+    (f"verify {V} --timeout 0", "--timeout must be a number of seconds from 1"),
+    (f"verify {V} --runtime tvm", "unknown runtime 'tvm'"),
+    (f"verify {V} --precision int4", "unknown precision 'int4'"),
+    (f"verify {V} --device ghost --devices-file config/d.toml", "unknown device 'ghost'"),
     # report
     ("report nowhere.jsonl", "results file nowhere.jsonl not found"),
     ("report a-dir", "results file a-dir is a directory"),
@@ -242,7 +248,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(ws: Path, line: str, ex
 
 def test_the_table_covers_every_command() -> None:
     commands = {line.split()[0] for line, _ in CASES}
-    assert {"info", "train", "export", "bench", "report", "demo", "devices"} <= commands
+    assert {"info", "train", "export", "verify", "bench", "report", "demo", "devices"} <= commands
     assert len(CASES) >= 60
 
 
