@@ -170,6 +170,30 @@ def test_manifest_states_the_apps_view(workdir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_reference_files_let_a_device_check_its_answers(workdir: Path) -> None:
+    """The artifact dir holds PyTorch's outputs for stored inputs; the device-side parity check
+    (here on this machine) reproduces the export's own figures with them."""
+    from payattn.runtime.artifacts import load_artifact
+    from payattn.runtime.env import device_info
+    from payattn.runtime.parity import check_artifact
+
+    for task, mechanism in (("mnist-5k", "super"), ("movie-reviews", "efficient")):
+        manifest, out, _ = exported(workdir, task, mechanism)
+        reference = manifest["reference"]
+        assert (reference["random_inputs"], reference["test_samples"]) == (verify.RANDOM_INPUTS, 192)
+        inputs = np.load(out / reference["inputs"]["file"])
+        outputs = np.load(out / reference["outputs"]["file"])
+        assert inputs.shape[0] == outputs.shape[0] == 200 and outputs.shape[1] == len(manifest["labels"])
+        run = load_run(run_dir(workdir, task, mechanism))
+        assert np.allclose(verify.torch_logits(run.model, inputs), outputs, atol=1e-5)
+        for entry in manifest.artifacts:
+            line = check_artifact(load_artifact(out / entry["file"]), "onnxruntime" if entry["format"] == "onnx"
+                                  else "litert", device_info("local", "local"))
+            assert line["passed"], line["problems"]
+            assert line["parity"]["max_abs_diff"] <= entry["parity"]["max_abs_diff"] + 1e-6
+
+
+@pytest.mark.slow
 def test_fp32_tflite_is_the_weights_and_efficient_has_no_transposes(workdir: Path) -> None:
     counts = {}
     for mechanism in MECHANISMS:

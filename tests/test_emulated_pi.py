@@ -1,0 +1,195 @@
+"""The emulated Raspberry Pi (scripts/emulated-pi.sh): a Debian 12 arm64 userland under QEMU
+with its own aarch64 sshd, reached like a board. It proves the arm64 wheels of numpy, ONNX
+Runtime and LiteRT, on-device parity and the SSH path; its latencies are never a Pi's.
+
+Slow: the first run builds the rootfs (about 5 minutes, then cached in
+~/.cache/payattn/emulated-pi), and the four mechanisms are trained and exported at every
+precision. Needs root and qemu-user-static, binfmt-support, debootstrap
+(scripts/ci_system_deps.sh installs them); anything missing is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from payattn.cli import app
+from payattn.devices import DeviceSpec, SshDevice, get_device, run_on_devices
+from payattn.export import export
+from payattn.mechanisms import MECHANISMS
+from payattn.bench import build_job
+from payattn.runtime.settings import BenchSettings
+from payattn.train import train
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "emulated-pi.sh"
+PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
+QUICK = ["--runs", "3", "--warmup", "1", "--min-seconds", "0", "--warmup-seconds", "0"]
+HWCAP_ATOMICS = 1 << 8  # ARMv8.1 atomics: QEMU's default "max" CPU has them, a Cortex-A72 does not
+AUXV_HWCAP = (
+    "import struct; d = open('/proc/self/auxv', 'rb').read(); "
+    "print([v for k, v in struct.iter_unpack('<QQ', d) if k == 16][0])"
+)
+runner = CliRunner()
+
+
+def emulated_pi(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run the script; its last stdout line is the registration command on `up`."""
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def up(name: str, devices_file: Path) -> DeviceSpec:
+    """Start instance NAME and register it with the command the script prints."""
+    out = emulated_pi("up", name)
+    if out.returncode != 0:
+        pytest.fail(f"scripts/emulated-pi.sh up {name} failed: {out.stderr[-3000:]}", pytrace=False)
+    command = shlex.split(out.stdout.strip().splitlines()[-1])
+    assert command[:3] == ["payattn", "devices", "add"], out.stdout
+    added = runner.invoke(app, [*command[1:], "--devices-file", str(devices_file)])
+    assert added.exit_code == 0, added.output
+    return get_device(name, devices_file)
+
+
+@pytest.fixture(scope="module")
+def pis(tmp_path_factory: pytest.TempPathFactory):
+    """Two emulated Pis (instances of one cached rootfs), registered in a devices file of their own."""
+    devices_file = tmp_path_factory.mktemp("devices") / "devices.toml"
+    names = [f"t{os.getpid()}a", f"t{os.getpid()}b"]
+    try:
+        specs = [up(name, devices_file) for name in names]
+        yield devices_file, specs
+    finally:
+        for name in names:
+            emulated_pi("down", name)
+
+
+@pytest.fixture(scope="module")
+def artifact_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """mnist-tiny, each mechanism, all four precisions (the task's default epochs: int8 needs a
+    trained model to keep 98% of PyTorch's top-1 classes)."""
+    root = tmp_path_factory.mktemp("emulated-artifacts")
+    dirs = []
+    for mechanism in MECHANISMS:
+        run = root / "runs" / mechanism
+        train("mnist-5k", mechanism, run)
+        dirs.append(root / "artifacts" / mechanism)
+        export(run, dirs[-1], PRECISIONS)
+    return dirs
+
+
+def test_up_is_idempotent_and_qemu_cpu_reaches_ssh_sessions(pis) -> None:
+    devices_file, (pi, _) = pis
+    again = emulated_pi("up", pi.name)
+    assert again.returncode == 0 and f"127.0.0.1:{pi.port}" in again.stdout.splitlines()[-1]
+    with SshDevice(pi) as device:
+        shown = device.run(f"uname -m; echo $QEMU_CPU; {pi.python} -c {shlex.quote(AUXV_HWCAP)}; "
+                           f"QEMU_CPU=max {pi.python} -c {shlex.quote(AUXV_HWCAP)}")
+    machine, cpu, hwcap, hwcap_max = shown.stdout.decode().split()
+    assert (machine, cpu) == ("aarch64", "cortex-a72")
+    assert not int(hwcap) & HWCAP_ATOMICS  # the session's processes run as a Cortex-A72 ...
+    assert int(hwcap_max) & HWCAP_ATOMICS  # ... which this check tells apart from QEMU's default
+
+
+def test_devices_check_sees_the_arm64_runtimes(pis) -> None:
+    devices_file, (pi, _) = pis
+    out = runner.invoke(app, ["devices", "check", pi.name, "--devices-file", str(devices_file)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().split())
+    assert "arch aarch64, CPU Cortex-A72" in text and "emulated by qemu-user:cortex-a72" in text
+    assert (f"numpy {pins['numpy']}, onnxruntime {pins['onnxruntime']}, litert {pins['ai-edge-litert']}"
+            in text)
+    assert "OK: ready to benchmark" in text
+
+
+def test_bench_verifies_then_measures_every_mechanism_and_precision(pis, artifact_dirs, tmp_path) -> None:
+    devices_file, (pi, _) = pis
+    results = tmp_path / "results.jsonl"
+    started = time.monotonic()
+    out = runner.invoke(app, ["bench", *map(str, artifact_dirs), "--device", pi.name, "--verify",
+                              "--precision", ",".join(PRECISIONS), "--results", str(results),
+                              "--devices-file", str(devices_file), *QUICK])
+    print(f"bench --verify on the emulated Pi: {time.monotonic() - started:.1f} s wall")
+    assert out.exit_code == 0, out.output
+    table = [line for line in out.output.splitlines() if "(aarch64, emulated)" in line]
+    assert len(table) == 4 * 5 and all(line.rstrip(" │").endswith("pass") for line in table)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(lines) == 4 * 5
+    assert {(r["mechanism"], r["runtime"]["name"], r["artifact"]["precision"]) for r in lines} == {
+        (m, "onnxruntime" if p == "onnx" else "litert", "fp32" if p == "onnx" else p)
+        for m in MECHANISMS for p in ("onnx", *PRECISIONS)}
+    assert {(r["device"]["arch"], r["device"]["emulated"], r["device"]["cpu"]) for r in lines} == {
+        ("aarch64", "qemu-user:cortex-a72", "Cortex-A72")}
+    report = runner.invoke(app, ["report", str(results), "--out", str(tmp_path / "report")])
+    assert report.exit_code == 0, report.output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert f"{pi.name} (emulated)" in markdown and "never the board's" in markdown
+
+
+def silent_listener() -> socket.socket:
+    """A port that accepts TCP connections and never says a word: a hung board."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    return listener
+
+
+def test_fleet_runs_boards_at_once_and_a_dead_one_stalls_none(pis, artifact_dirs, tmp_path) -> None:
+    devices_file, (pi_a, pi_b) = pis
+    listener = silent_listener()
+    dead = runner.invoke(app, ["devices", "add", "hung", "--ssh", f"pi@127.0.0.1:{listener.getsockname()[1]}",
+                               "--devices-file", str(devices_file)])
+    assert dead.exit_code == 0, dead.output
+    events: list[tuple[float, str]] = []
+    job = build_job(artifact_dirs, precisions=("fp32",),
+                    settings=BenchSettings(runs=20, warmup_runs=1, min_seconds=0, warmup_seconds=0))
+    started = time.monotonic()
+    try:
+        results, failures = run_on_devices(
+            ["local", pi_a.name, pi_b.name, "hung"], job, tmp_path / "results.jsonl", devices_file=devices_file,
+            log=lambda message: events.append((time.monotonic() - started, message)))
+    finally:
+        listener.close()
+    wall = time.monotonic() - started
+    span = {}
+    for name in ("local", pi_a.name, pi_b.name):
+        begin = next(t for t, m in events if m.startswith(f"{name}: running on"))
+        end, seconds = next((t, float(re.search(r"line\(s\) in ([\d.]+) s", m)[1])) for t, m in events
+                            if m.startswith(f"{name}: ") and " line(s) in " in m)
+        span[name] = (begin, end, seconds)
+    print("fleet: wall {:.1f} s; per device {}".format(
+        wall, ", ".join(f"{n} {s:.1f} s" for n, (_, _, s) in span.items())))
+    # local ran alone, first; the two boards ran at the same time
+    assert span["local"][1] <= min(span[pi_a.name][0], span[pi_b.name][0])
+    assert span[pi_a.name][0] < span[pi_b.name][1] and span[pi_b.name][0] < span[pi_a.name][1]
+    assert [f.device for f in failures] == ["hung"]
+    per_device = {name: sum(r["device"]["name"] == name for r in results) for name in span}
+    assert per_device == {name: 4 * 2 for name in span}
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3 * 4 * 2 and all(json.loads(line)["schema"] == "payattn.result/1" for line in lines)
+
+
+def test_down_stops_and_unmounts_everything_it_started(tmp_path) -> None:
+    name = f"t{os.getpid()}c"
+    devices_file = tmp_path / "devices.toml"
+    up(name, devices_file)
+    instance = Path(os.environ.get("PAYATTN_EMULATED_PI_CACHE", Path.home() / ".cache/payattn/emulated-pi"))
+    instance = instance / "instances" / name
+    pid = int((instance / "sshd.pid").read_text())
+    assert str(instance) in Path("/proc/mounts").read_text()
+    for _ in range(2):  # safe to repeat
+        down = emulated_pi("down", name)
+        assert down.returncode == 0, down.stderr
+    assert not Path(f"/proc/{pid}").exists()
+    assert str(instance) not in Path("/proc/mounts").read_text() and not instance.exists()
+    assert name not in emulated_pi("status").stdout
