@@ -388,9 +388,8 @@ def bench(
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
     first and alone, then the others at once."""
-    from payattn.bench import build_job
+    from payattn.bench import build_job, parse_precisions
     from payattn.devices import AdbSettings, run_on_devices
-    from payattn.export import parse_precisions
 
     settings = BenchSettings(threads=parse_threads(threads), runs=runs, warmup_runs=warmup,
                              min_seconds=min_seconds, warmup_seconds=warmup_seconds,
@@ -460,8 +459,7 @@ def verify_command(
 ) -> None:
     """Run each artifact on the reference inputs stored at export, on the device(s), and compare
     the outputs with PyTorch's under the export's tolerances. Not available on Android."""
-    from payattn.bench import build_job
-    from payattn.export import parse_precisions
+    from payattn.bench import build_job, parse_precisions
     from payattn.runtime.artifacts import load_manifest
 
     have = {e["precision"] for d in artifact_dirs for e in load_manifest(Path(d) / "manifest.json")["artifacts"]}

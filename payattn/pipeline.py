@@ -137,7 +137,8 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
                     precisions: str, out: Path, runs_dir: Path, force: bool,
                     hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
     """`payattn export`: every target checked first, models trained or reused, then exported."""
-    from payattn.export import check_export_target, parse_precisions
+    from payattn.bench import parse_precisions
+    from payattn.export import check_export_target
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
     if checkpoints:
@@ -207,7 +208,7 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
     are replaced one by one (each checked to be payattn's first); nothing else is touched."""
     from payattn.bench import build_job
     from payattn.devices import run_on_devices
-    from payattn.export import parse_precisions
+    from payattn.bench import parse_precisions
     from payattn.report import report as write_report
     from payattn.train import check_train_options, default_epochs, train
 

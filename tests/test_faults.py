@@ -488,3 +488,44 @@ def test_demo_force_replaces_only_its_own_outputs(ws: Path, tmp_path: Path) -> N
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(results) == 8 and {r["task"] for r in results} == {"mnist-5k"}  # the old lines replaced
     assert (out / "report" / "report.html").is_file()
+
+
+# ---- the harness bounds itself; Ctrl-C stays clean ---------------------------------------
+
+
+def test_the_harness_stops_itself_at_its_time_bound(tmp_path: Path) -> None:
+    tiny = copy_artifact_dirs(tmp_path)
+    job = {"artifacts": [{"path": str(tiny["vision"] / "model.onnx"), "manifest": str(tiny["vision"] / "manifest.json")}],
+           "runtimes": ["onnxruntime"], "threads": [1], "warmup_runs": 0, "warmup_seconds": 0, "runs": 1,
+           "min_seconds": 600, "timeout_seconds": 3, "device": {"name": "here", "kind": "local"}}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "payattn.runtime", str(tmp_path / "job.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3 and time.monotonic() - started < 60
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the job ran past its bound of 3 s")
+
+
+def test_ctrl_c_ends_a_bench_without_a_traceback(tmp_path: Path) -> None:
+    tiny = copy_artifact_dirs(tmp_path)
+    args = ["bench", str(tiny["vision"]), "--results", str(tmp_path / "r.jsonl"), "--runs", "1",
+            "--min-seconds", "600", "--warmup-seconds", "0"]
+    proc = subprocess.Popen(PAYATTN + args, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not harness_children(proc.pid):
+        assert time.monotonic() < deadline and proc.poll() is None, "the harness never started"
+        time.sleep(0.1)
+    time.sleep(2)  # into the measurement
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert not (tmp_path / "r.jsonl").exists() or (tmp_path / "r.jsonl").read_text() == ""
+
+
+def test_refusing_a_bench_loads_neither_torch_nor_tensorflow(tmp_path: Path) -> None:
+    from test_cli_light import run_cli
+
+    tiny = copy_artifact_dirs(tmp_path)
+    heavy, _, _ = run_cli("bench", str(tiny["vision"]), "--precision", "fp32,int4")
+    assert heavy == []

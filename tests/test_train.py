@@ -108,3 +108,10 @@ def test_info_ratios(tmp_path: Path) -> None:
     result = runner.invoke(app, ["info", "--preset", "imdb-paper"])
     assert result.exit_code == 0, result.output
     assert "efficient" in result.output and "0.50" in result.output  # attention params halve
+
+
+def test_the_data_dir_is_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    train("mnist-5k", "efficient", Path("run"), epochs=1, overrides={"depth": 1}, data_dir=Path("data"))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data_dir"] == str(tmp_path / "data")  # exportable from any folder

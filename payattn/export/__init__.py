@@ -24,6 +24,7 @@ import onnx
 
 import payattn
 from payattn.errors import PayattnError
+from payattn.bench import parse_precisions
 from payattn.cost import model_cost
 from payattn.data import Dataset, load_task, prepare
 from payattn.export import manifest as mf
@@ -48,19 +49,6 @@ ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLIT
                   *REFERENCE_FILES.values())
 
 ProgressFn = Callable[[str], None]
-
-
-def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
-    """Validate precision names ("all" or a list / comma-separated string), in canonical order."""
-    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
-    names = [p.strip().lower() for p in items if p.strip()]
-    if names == ["all"]:
-        return list(PRECISIONS)
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        given = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
-    return [p for p in PRECISIONS if p in names]
 
 
 def export(
