@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from payattn.errors import PayattnError
 from payattn.runtime.artifacts import load_manifest
 from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.env import git_commit
@@ -31,7 +32,7 @@ def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
     unknown = [p for p in names if p not in PRECISIONS]
     if unknown or not names:
         given = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise RuntimeJobError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
+        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
     return [p for p in PRECISIONS if p in names]
 
 
