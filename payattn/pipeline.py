@@ -126,7 +126,7 @@ def export_all(jobs: list[ExportJob], precisions: Iterable[str], *, force: bool,
     for job in jobs:
         label = f"export {job.out_dir.parent.name}/{job.out_dir.name}"
         manifest = export(job.run_dir, job.out_dir, list(precisions), force=force,
-                          progress=hooks.exporting(label), data_dir=data_dir)
+                          log=hooks.exporting(label), data_dir=data_dir)
         hooks.done(label, f"done in {manifest['export_seconds']:.0f} s")
         manifests.append(manifest)
     return manifests

@@ -27,6 +27,7 @@ from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.ops import operator_counts, read_operators, require_builtin
 from payattn.export.tflite import convert
 from payattn.mechanisms import MECHANISMS
+from payattn.runtime.parity import REFERENCE_FILES
 from payattn.models import build_model, resolve_config
 from payattn.train import load_run, train
 
@@ -64,7 +65,7 @@ def exported(workdir: Path, task: str, mechanism: str) -> tuple[Manifest, Path, 
         (out / "model_int8.tflite").write_text("from an earlier export")
         steps: list[str] = []
         manifest = export(run_dir(workdir, task, mechanism), out, TASKS[task][2], force=True,
-                          progress=steps.append)
+                          log=steps.append)
         _exports[task, mechanism] = manifest, out, steps
     return _exports[task, mechanism]
 
@@ -84,7 +85,7 @@ def test_export_is_verified_and_complete(workdir: Path, task: str, mechanism: st
     manifest, out, steps = exported(workdir, task, mechanism)
     precisions = TASKS[task][2]
     files = {"model.onnx"} | {f"model_{p.replace('-', '_')}.tflite" for p in precisions}
-    expected = files | {"manifest.json"} | ({"tokenizer.json"} if task != "mnist-5k" else set())
+    expected = files | {"manifest.json", *REFERENCE_FILES.values()} | ({"tokenizer.json"} if task != "mnist-5k" else set())
     assert {p.name for p in out.iterdir()} == expected  # the stale artifact went with --force
     assert Manifest.load(out).data == manifest.data
     assert_valid(json.loads((out / "manifest.json").read_text()), "manifest")

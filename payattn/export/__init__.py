@@ -48,7 +48,7 @@ REFERENCE_TEST_SAMPLES = 192
 ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values(),
                   *REFERENCE_FILES.values())
 
-ProgressFn = Callable[[str], None]
+Log = Callable[[str], None]  # each step as it starts
 
 
 def export(
@@ -56,13 +56,13 @@ def export(
     out_dir: Path | str,
     precisions: str | Iterable[str] = DEFAULT_PRECISIONS,
     force: bool = False,
-    progress: ProgressFn | None = None,
+    log: Log | None = None,
     data_dir: Path | str | None = None,
 ) -> Manifest:
     """Export and verify the model of `run_dir` into `out_dir`; return its manifest.
     `data_dir` overrides the dataset folder the run was trained from (full-dataset tasks)."""
     started = time.perf_counter()
-    say = progress or (lambda message: None)
+    say = log or (lambda message: None)
     chosen = parse_precisions(precisions)
     out_dir = Path(out_dir)
     check_export_target(out_dir, force)
@@ -125,7 +125,7 @@ def check_export_target(out_dir: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def _step(name: str, say: ProgressFn, key: str, disk: Path | None = None) -> Iterator[None]:
+def _step(name: str, say: Log, key: str, disk: Path | None = None) -> Iterator[None]:
     """Announce a step (pause point `export:KEY`); turn any failure in it into one PayattnError
     that names the step, and a full disk under `disk` into that plain fact."""
     say(name)
@@ -176,7 +176,7 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 
 def _verify(
     run: LoadedRun, onnx_path: Path, files: dict[str, Path], counts: dict[str, dict[str, int]],
-    samples: verify.Samples, say: ProgressFn,
+    samples: verify.Samples, say: Log,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
     """Run each artifact on the samples; fail with every miss, or return the manifest entries,
     a summary of what was checked and PyTorch's outputs. `counts` holds operator counts by
