@@ -610,3 +610,9 @@ def devices_check(
     console.print(check.describe(), highlight=False)
     if not check.ok:
         raise typer.Exit(1)
+
+
+# `payattn --help` lists the commands in the order the pipeline runs them, wherever they are defined.
+PIPELINE_ORDER = ("info", "tasks", "train", "export", "verify", "bench", "report", "demo")
+app.registered_commands.sort(key=lambda c: PIPELINE_ORDER.index(c.name or c.callback.__name__)
+                             if (c.name or c.callback.__name__) in PIPELINE_ORDER else len(PIPELINE_ORDER))

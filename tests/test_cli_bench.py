@@ -50,3 +50,22 @@ def test_bad_precision_is_clear(tmp_path: Path) -> None:
     out = runner.invoke(app, ["export", "--precision", "int4", "--out", str(tmp_path / "a")])
     assert out.exit_code == 2 and "unknown precision 'int4'" in out.output
     assert not (tmp_path / "a").exists()
+
+
+def test_help_lists_the_commands_in_pipeline_order_and_version_prints() -> None:
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    names = [line.split()[1] for line in out.output.splitlines()
+             if line.startswith("│ ") and line[2] != " " and len(line.split()) > 2]
+    commands = [n for n in names if n in ("info", "tasks", "train", "export", "verify", "bench", "report", "demo", "devices")]
+    assert commands == ["info", "tasks", "train", "export", "verify", "bench", "report", "demo", "devices"]
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("payattn ")
+
+
+def test_report_reads_results_jsonl_by_default(tmp_path: Path, monkeypatch) -> None:
+    dirs = copy_artifact_dirs(tmp_path / "artifacts")
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["bench", str(dirs["vision"]), *QUICK]).exit_code == 0
+    out = runner.invoke(app, ["report"])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "report" / "report.html").is_file()
