@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 from payattn.devices.adb import BUILD_HINT, AdbDevice, AdbSettings
 from payattn.devices.base import DeviceError, OnResult, Log, ignore_log, load_job_artifacts
@@ -144,7 +144,7 @@ def _check_benchmark_model(check: DeviceCheck, facts: dict) -> None:
 def run_on_devices(
     device_names: Sequence[str],
     job: dict,
-    results_file: Path,
+    results_file: Path | None,
     *,
     devices_file: Path | None = None,
     ssh: SshSettings = SshSettings(),
@@ -152,7 +152,8 @@ def run_on_devices(
     log: Log = ignore_log,
     on_result: OnResult | None = None,
 ) -> tuple[list[dict], list[DeviceFailure]]:
-    """Bench `job` on the devices (see run_fleet for the order), appending results as they come.
+    """Run `job` on the devices (see run_fleet for the order), appending results to `results_file`
+    as they come (None: keep them in memory only, as for a parity job).
 
     Returns (results, failures); `on_result` sees each line once it is in the file. A failed device
     does not stop the others, and whatever it measured before failing is already in `results_file`.
@@ -160,11 +161,13 @@ def run_on_devices(
     does not match its manifest."""
     specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
     load_job_artifacts(job)
-    results_file = check_results_file(results_file, log)
+    if results_file is not None:
+        results_file = check_results_file(results_file, log)
     results: list[dict] = []
 
     def keep(result: dict) -> None:
-        append_results(results_file, [result])
+        if results_file is not None:
+            append_results(results_file, [result])
         results.append(result)
         if on_result:
             on_result(result)
@@ -173,28 +176,10 @@ def run_on_devices(
     return results, failures
 
 
-def verify_on_devices(
-    device_names: Sequence[str],
-    job: dict,
-    *,
-    devices_file: Path | None = None,
-    ssh: SshSettings = SshSettings(),
-    adb: AdbSettings = AdbSettings(),
-    log: Log = ignore_log,
-    on_result: OnResult | None = None,
-) -> tuple[list[dict], list[DeviceFailure]]:
-    """Run a parity job (payattn.runtime.parity) on the devices; return its lines and failures."""
-    specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
-    load_job_artifacts(job)
-    lines: list[dict] = []
-
-    def keep(line: dict) -> None:
-        lines.append(line)
-        if on_result:
-            on_result(line)
-
-    failures = run_fleet(specs, {**job, "task": "verify"}, keep, ssh=ssh, adb=adb, log=log)
-    return lines, failures
+def verify_on_devices(device_names: Sequence[str], job: dict, **options: Any) -> tuple[list[dict], list[DeviceFailure]]:
+    """Run `job` as a parity job (payattn.runtime.parity) on the devices; return its lines and
+    failures. `options` are run_on_devices'."""
+    return run_on_devices(device_names, {**job, "task": "verify"}, None, **options)
 
 
 def run_fleet(specs: Sequence[DeviceSpec], job: dict, keep: OnResult, *, ssh: SshSettings,
