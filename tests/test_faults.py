@@ -320,7 +320,8 @@ def test_sigkill_at_each_train_force_step_keeps_a_whole_run(tmp_path: Path) -> N
     assert [p.name for p in target.parent.iterdir()] == ["super"]
 
 
-def harness_children(pid: int) -> list[int]:
+def children(pid: int, marker: bytes) -> list[int]:
+    """The child processes of `pid` whose command line holds `marker`."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -328,9 +329,35 @@ def harness_children(pid: int) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"payattn.runtime" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and marker in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def harness_children(pid: int) -> list[int]:
+    return children(pid, b"payattn.runtime")
+
+
+def wait_gone(pids: list[int], marker: bytes, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while any(Path(f"/proc/{pid}").exists() and marker in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in pids):
+        assert time.monotonic() < deadline, f"{marker!r} outlived its killed parent"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_export_takes_its_converter_along(ws: Path, tmp_path: Path) -> None:
+    args = ["export", "--checkpoint", str(ws / R), "--out", str(tmp_path / "art"), "--precision", "fp32"]
+    proc = subprocess.Popen(PAYATTN + args, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (converters := children(proc.pid, b"tflite.py")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the converter never started"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)  # the export only, not its process group
+    proc.wait(timeout=30)
+    wait_gone(converters, b"tflite.py")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -341,18 +368,14 @@ def test_a_killed_bench_takes_its_harness_along_and_the_next_cleans_up(ws: Path,
     proc = subprocess.Popen(PAYATTN + args, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (children := harness_children(proc.pid)):
+    while not (harnesses := harness_children(proc.pid)):
         assert time.monotonic() < deadline and proc.poll() is None, "the harness never started"
         time.sleep(0.1)
     job_dirs = list(Path("/tmp").glob(f"payattn-job-{proc.pid}-*"))
     assert job_dirs
     os.kill(proc.pid, signal.SIGKILL)  # the bench only, from outside: not its process group
     proc.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{child}").exists() and b"payattn.runtime" in
-              Path(f"/proc/{child}/cmdline").read_bytes() for child in children):
-        assert time.monotonic() < deadline, "the harness outlived the killed bench"
-        time.sleep(0.1)
+    wait_gone(harnesses, b"payattn.runtime")
     quick = ["bench", str(tiny["vision"]), "--results", str(tmp_path / "r.jsonl"), *QUICK]
     assert runner.invoke(app, quick).exit_code == 0
     assert not any(d.exists() for d in job_dirs)
