@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ci_system_deps.sh
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	$(BIN)/python -m pytest
 
 clean:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -267,6 +268,75 @@ def train(
     console.print(training_summary(task, rows))
 
 
+SWEEP_LIST = "Comma list of values to sweep (each is a point); default: the preset's."
+
+
+@app.command()
+@friendly_errors
+def sweep(
+    mechanism: str = typer.Option("all", "--mechanism", "-m", metavar=MECH_METAVAR, help=MECHANISM_HELP),
+    seeds: str = typer.Option("5", help="A count (5 = seeds 0–4), a range (3-7) or a list (0,4,9)."),
+    task: str = typer.Option("mnist-5k", help="The task, as for `payattn train`."),
+    preset: Optional[str] = typer.Option(None, help="Comma list of presets to sweep; default: the task's."),
+    d_model: Optional[str] = typer.Option(None, help="d_m values. " + SWEEP_LIST),
+    heads: Optional[str] = typer.Option(None, help="Head counts (default: preset's; 1 for efficient/super). " + SWEEP_LIST),
+    depth: Optional[str] = typer.Option(None, help="Block counts. " + SWEEP_LIST),
+    mlp_dim: Optional[str] = typer.Option(None, help="MLP widths. " + SWEEP_LIST),
+    patch_size: Optional[str] = typer.Option(None, help="Patch sizes (vision). " + SWEEP_LIST),
+    context_length: Optional[str] = typer.Option(None, help="ℓ values (text). " + SWEEP_LIST),
+    max_vocab: Optional[str] = typer.Option(None, help="Tokenizer vocabulary caps (text). " + SWEEP_LIST),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs of every point; default: the task's."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the full dataset's files (as for train)."),
+    out: Optional[Path] = typer.Option(None, help="Sweep folder: runs/VARIANT/seed-N and sweep.json; default: sweeps/TASK."),
+    workers: Optional[int] = typer.Option(None, help="Local processes, one torch thread each; default: the cores."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run the points as tasks on this Ray cluster (HOST:PORT, ray://…, or auto)."),
+    force: bool = typer.Option(False, "--force", help="Retrain points that are already finished."),
+) -> None:
+    """Train mechanisms × seeds × presets × shape options; each point is a run dir. Finished points
+    are skipped, so an interrupted sweep resumes; a failing point is reported and the rest go on."""
+    from payattn.report.claims import accuracy_claims, accuracy_table, claims_table, load_sweep
+    from payattn.sweep import SHAPE_OPTIONS, make_spec, parse_seeds, run_sweep
+
+    lists = dict(zip(SHAPE_OPTIONS, (d_model, heads, depth, mlp_dim, patch_size, context_length, max_vocab)))
+    options = {name: parse_ints(value, f"--{name.replace('_', '-')}") for name, value in lists.items() if value}
+    spec = make_spec(task, expand_mechanisms(mechanism), parse_seeds(seeds),
+                     presets=split_list(preset, "--preset") if preset else None, options=options,
+                     epochs=epochs, data_dir=data_dir)
+    folder = out or Path("sweeps") / task
+    where = f"Ray cluster {ray}" if ray else f"{workers or 'one per core'} local process(es)"
+    console.print(f"[bold]sweep {task}[/]: {len(spec.points())} points on {where} → {folder}")
+    with progress_bar() as bar:
+        job = bar.add_task("sweep", total=len(spec.points()), status="")
+
+        def show(s: Any) -> None:
+            bar.update(job, completed=s.finished, status=f"running {s.running} · failed {s.failed} · "
+                       f"skipped {s.skipped} · ETA {eta(bar, job)}")
+
+        def log(r: Any) -> None:
+            text = (f"{r.point.id}: test accuracy {r.metrics['test_accuracy']:.2%} in {r.seconds:.0f} s"
+                    if r.status == "done" else f"[red]{r.point.id} failed:[/] {r.error}")
+            bar.console.print(text, highlight=False)
+
+        started = time.perf_counter()
+        results = run_sweep(spec, folder, workers=workers, ray_address=ray, force=force,
+                            on_status=show, on_result=log)
+    console.print(f"sweep finished in {time.perf_counter() - started:.0f} s; index: {folder / 'sweep.json'}")
+    failed = [r for r in results if r.status == "failed"]
+    if len(failed) < len(results):
+        _, runs = load_sweep(folder)
+        print_tables([accuracy_table(runs), claims_table(accuracy_claims(runs))])
+    if failed:
+        err_console.print(f"[bold red]{len(failed)} point(s) failed[/] (see above and {folder / 'sweep.json'}); "
+                          "fix the cause and run the same command again: finished points are skipped")
+        raise typer.Exit(1)
+
+
+def eta(bar: Progress, job: Any) -> str:
+    """Time left at the pace so far (rich's estimate), or ? before the first point ends."""
+    left = next(t.time_remaining for t in bar.tasks if t.id == job)
+    return "?" if left is None else f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+
+
 def training_summary(task: str, rows: list[tuple[str, Path, dict[str, Any]]]) -> Table:
     table = Table(title=f"training summary: {task}")
     for col in ("mechanism", "params", "attention params", "test accuracy", "train time", "run dir"):
@@ -304,15 +374,24 @@ def export(
     out: Path = typer.Option(Path("artifacts"), help="Artifact dirs are written to OUT/TASK/MECHANISM."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where models trained first are kept (RUNS_DIR/TASK/MECHANISM)."),
     force: bool = typer.Option(False, "--force", help="Replace existing artifact dirs (only payattn's own files in them)."),
+    sweep: Optional[Path] = typer.Option(None, help="A folder from `payattn sweep`: export its finished points to SWEEP/artifacts/VARIANT/seed-N."),
+    seeds: Optional[str] = typer.Option(None, help="With --sweep: the seeds to export: 0, a range 0-2 or a list 0,3 (default: all)."),
 ) -> None:
     """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a manifest."""
     from payattn.pipeline import export_pipeline
+    from payattn.sweep import export_sweep, parse_seeds
 
     with progress_bar() as bar:
-        jobs, manifests = export_pipeline(
-            checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
-            data_dir=data_dir, precisions=precision, out=out, runs_dir=runs_dir, force=force,
-            hooks=bar_hooks(bar))
+        if sweep:
+            jobs, manifests = export_sweep(
+                sweep, precision, seeds=parse_seeds(seeds, bare_is_count=False) if seeds else None,
+                mechanisms=expand_mechanisms(mechanism) if mechanism else None, force=force,
+                data_dir=data_dir, hooks=bar_hooks(bar))
+        else:
+            jobs, manifests = export_pipeline(
+                checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
+                data_dir=data_dir, precisions=precision, out=out, runs_dir=runs_dir, force=force,
+                hooks=bar_hooks(bar))
     console.print(export_summary(manifests))
     for job in jobs:
         trained = f" (model trained first into {job.run_dir})" if job.trained else ""
@@ -326,11 +405,15 @@ def split_list(value: str, option: str) -> list[str]:
     return items
 
 
-def parse_threads(value: str) -> tuple[int, ...]:
+def parse_ints(value: str, option: str) -> list[int]:
     try:
-        return tuple(int(v) for v in split_list(value, "--threads"))
+        return [int(v) for v in split_list(value, option)]
     except ValueError:
-        raise PayattnError(f"--threads takes whole numbers separated by commas, got {value!r}") from None
+        raise PayattnError(f"{option} takes whole numbers separated by commas, got {value!r}") from None
+
+
+def parse_threads(value: str) -> tuple[int, ...]:
+    return tuple(parse_ints(value, "--threads"))
 
 
 def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[Path]:
@@ -478,8 +561,13 @@ def print_headlines(results: Any) -> None:
     """The report's Table 5-style headline tables, in the terminal."""
     from payattn.report import headline_tables
 
+    print_tables(headline_tables(results))
+
+
+def print_tables(tables: Any) -> None:
+    """Report tables (payattn.report.Table) in the terminal, each with its note."""
     out = table_console()
-    for t in headline_tables(results):
+    for t in tables:
         table = Table(title=t.title)
         for i, col in enumerate(t.columns):
             table.add_column(col, justify="left" if i in t.left else "right")
@@ -493,14 +581,19 @@ def print_headlines(results: Any) -> None:
 @app.command()
 @friendly_errors
 def report(
-    results: Path = typer.Argument(Path("results.jsonl"), help="A results.jsonl written by `payattn bench`."),
-    out: Optional[Path] = typer.Option(None, help="Report folder; default: report/ beside RESULTS."),
+    results: Optional[Path] = typer.Argument(None, help="A results.jsonl written by `payattn bench`; default: results.jsonl, or none with --sweep."),
+    out: Optional[Path] = typer.Option(None, help="Report folder; default: report/ beside RESULTS (or beside the first sweep)."),
+    sweep: Optional[list[Path]] = typer.Option(None, help="A folder from `payattn sweep` (repeatable): accuracy over seeds, the paper's claims, Pareto per device."),
 ) -> None:
-    """Write report.md, report.csv, a self-contained report.html and PNG plots from a results file."""
+    """Write report.md, report.csv, a self-contained report.html and PNG plots from a results file
+    and/or sweep folders."""
     from payattn.report import report as write_report
 
-    paths = write_report(results, out or results.parent / "report")
-    print_headlines(results)
+    if results is None and not sweep:
+        results = Path("results.jsonl")
+    paths = write_report(results, out or (results.parent if results else sweep[0]) / "report", sweeps=sweep or [])
+    if results is not None:
+        print_headlines(results)
     console.print(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}", markup=False)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Union
 from payattn.errors import PayattnError
 from payattn.files import check_writable
 from payattn.report.plots import latency_plot, size_plot
+from payattn.report.sweep import sweep_blocks
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
                                    latency_tables)
@@ -151,10 +152,11 @@ def _publish(staging: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(staging / name, out_dir / name)
 
 
-def report(results_path: Path, out_dir: Path) -> ReportPaths:
-    """Write report.md, report.csv, report.html and plots/*.png for a results.jsonl into out_dir."""
-    results_path, out_dir = Path(results_path), Path(out_dir)
-    results = load_results(results_path)
+def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()) -> ReportPaths:
+    """Write report.md, report.csv, report.html and plots/*.png for a results.jsonl into out_dir,
+    with a section per sweep folder (accuracy over seeds, claims, Pareto per device)."""
+    out_dir = Path(out_dir)
+    results = load_results(Path(results_path)) if results_path is not None else []
     used = latest(results)
     if out_dir.exists() and not out_dir.is_dir():
         raise PayattnError(f"report folder {out_dir} is a file; pass a folder path (it is created if missing)")
@@ -167,7 +169,7 @@ def report(results_path: Path, out_dir: Path) -> ReportPaths:
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
     try:
         (staging / "plots").mkdir()
-        blocks = _intro(results_path, len(results), len(used))
+        blocks = _intro(results_path, len(results), len(used)) if results else [("h1", "payattn report")]
         plot_names: list[str] = []
         taken: set[str] = set()
         for task, preset in groups(used):
@@ -183,7 +185,12 @@ def report(results_path: Path, out_dir: Path) -> ReportPaths:
                        ("img", (size_png, f"{task} / {preset}: file size per mechanism and precision")),
                        ("h3", "Latency, every configuration")]
             blocks += [("table", t) for t in latency_tables(rs)]
-        blocks += [("h2", "Measurement conditions"), ("table", conditions_table(used))]
+        for folder in sweeps:
+            sweep_part, sweep_plots = sweep_blocks(Path(folder), results, staging)
+            blocks += sweep_part
+            plot_names += sweep_plots
+        if used:
+            blocks += [("h2", "Measurement conditions"), ("table", conditions_table(used))]
         (staging / "report.md").write_text(_render_markdown(blocks), encoding="utf-8")
         (staging / "report.html").write_text(_render_html(blocks, staging), encoding="utf-8")
         _write_csv(staging / "report.csv", results, used)

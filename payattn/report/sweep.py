@@ -1,0 +1,40 @@
+"""The report's section for a sweep folder: accuracy over seeds, claim verdicts, Pareto per device."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from payattn.report.claims import accuracy_claims, accuracy_table, claims_table, load_sweep
+from payattn.report.pareto import benched, latency_claims, pareto_plot, pareto_points, pareto_table, recommendation
+from payattn.report.results import Result
+from payattn.report.tables import devices
+
+
+def sweep_blocks(folder: Path, results: list[Result], staging: Path) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Report blocks for one sweep and the plots written under staging/plots (relative names)."""
+    index, runs = load_sweep(folder)
+    spec = index["spec"]
+    lines = benched(folder, runs, results)
+    blocks: list[tuple[str, Any]] = [
+        ("h2", f"Sweep {folder}: {spec['task']}"),
+        ("p", f"{len(runs)} finished points of {len(index['points'])}: mechanisms {', '.join(spec['mechanisms'])}; "
+              f"seeds {', '.join(map(str, spec['seeds']))}; {spec['epochs']} epochs each."),
+        ("table", accuracy_table(runs)),
+        ("table", claims_table(accuracy_claims(runs) + latency_claims(runs, lines))),
+    ]
+    plots = []
+    benched_results = [r for r in results if any(r.device == b.device for b in lines)]
+    for device in devices(benched_results):
+        points = pareto_points(runs, lines, device)
+        name = f"plots/pareto-{re.sub(r'[^A-Za-z0-9._-]+', '-', f'{folder.name}-{device}')}.png"
+        pareto_plot(device, points, staging / name)
+        plots.append(name)
+        blocks += [("h3", f"Accuracy against latency on {device}"), ("p", recommendation(device, points)),
+                   ("img", (name, f"{spec['task']} on {device}: mean accuracy against p50 latency, Pareto front")),
+                   ("table", pareto_table(device, points))]
+    if not lines:
+        blocks.append(("p", "No bench results of this sweep's models: export them with `payattn export --sweep "
+                            f"{folder} --seeds 0` and bench the artifact dirs to add latency claims and the Pareto plot."))
+    return blocks, plots

@@ -1,0 +1,441 @@
+"""Sweeps: mechanisms × seeds × presets × model-shape options, each point an ordinary run dir.
+
+    run_sweep(spec, out) -> list[PointResult]
+
+A point is trained by `payattn.train.train`, exactly as `payattn train` does, into
+OUT/runs/VARIANT/seed-N, so export and bench take it unchanged. OUT/sweep.json indexes the
+points (spec, status, accuracy, errors) and is rewritten atomically after every point, so an
+interrupted sweep resumes: a point whose run dir is complete and matches is skipped. A failing
+point is recorded and reported; the others go on.
+
+Points run in a local process pool sized to the cores, one torch thread each (the result of
+a point depends only on its seed, so the pool gives the same models as a sequential run), or
+as Ray tasks on an existing cluster (`ray_address`): each task trains in a temporary folder
+on its node and returns the run dir's files, which are written under OUT here, so the cluster
+needs no shared filesystem. Ray retries tasks whose worker or node was lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import payattn
+from payattn.errors import PayattnError
+from payattn.mechanisms import MECHANISMS
+
+SCHEMA = "payattn.sweep/1"
+INDEX = "sweep.json"
+# Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
+SHAPE_OPTIONS = ("d_model", "heads", "depth", "mlp_dim", "patch_size", "context_length", "max_vocab")
+RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training run of a sweep: a mechanism, a seed and the non-default shape settings."""
+
+    mechanism: str
+    seed: int
+    preset: str
+    options: tuple[tuple[str, int], ...] = ()  # (shape option, value), in SHAPE_OPTIONS order
+    preset_named: bool = False  # the preset is part of the variant name (several were swept)
+
+    @property
+    def variant(self) -> str:
+        """The point's name without the seed: mechanism, then each chosen setting."""
+        parts = [self.mechanism] + ([self.preset] if self.preset_named else [])
+        parts += [f"{name.replace('_', '-')}-{value}" for name, value in self.options]
+        return "_".join(parts)
+
+    @property
+    def id(self) -> str:
+        return f"{self.variant}/seed-{self.seed}"
+
+    @property
+    def setting(self) -> dict[str, Any]:
+        """What besides the mechanism and seed defines this point (for grouping in the report)."""
+        return {"preset": self.preset, **dict(self.options)}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The grid: every combination of mechanism, seed, preset and shape-option value."""
+
+    task: str
+    mechanisms: tuple[str, ...]
+    seeds: tuple[int, ...]
+    presets: tuple[str, ...]
+    options: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    epochs: int = 1
+    data_dir: str | None = None
+
+    def points(self) -> list[Point]:
+        names = [name for name, _ in self.options]
+        grids = [values for _, values in self.options]
+        named = len(self.presets) > 1
+        return [Point(mech, seed, preset, tuple(zip(names, combo)), named)
+                for preset in self.presets for combo in itertools.product(*grids)
+                for mech in self.mechanisms for seed in self.seeds]
+
+
+@dataclass
+class PointResult:
+    point: Point
+    status: str  # "done", "failed" or "skipped" (finished by an earlier run)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    where: str = ""
+
+
+@dataclass
+class Status:
+    """The live view of a sweep: what is finished, running and left."""
+
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.skipped + self.done + self.failed
+
+
+def make_spec(task: str, mechanisms: list[str], seeds: list[int], *, presets: list[str] | None = None,
+              options: dict[str, list[int]] | None = None, epochs: int | None = None,
+              data_dir: Path | str | None = None) -> SweepSpec:
+    """Check the axes (the bounds of `payattn train`) and fill in the task's defaults (preset, epochs)."""
+    from payattn.train import check_task_preset, check_train_options, default_epochs
+
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise PayattnError(f"--seeds must give distinct seeds, got {seeds}")
+    presets = [check_task_preset(task, preset) for preset in presets or [None]]
+    epochs = epochs if epochs is not None else default_epochs(task)
+    chosen = []
+    for name, values in (options or {}).items():
+        if name not in SHAPE_OPTIONS:
+            raise PayattnError(f"unknown sweep option {name!r}; valid: {', '.join(SHAPE_OPTIONS)}")
+        if values:
+            if len(set(values)) != len(values):
+                raise PayattnError(f"--{name.replace('_', '-')} takes distinct values, got {values}")
+            chosen.append((name, tuple(values)))
+    chosen.sort(key=lambda item: SHAPE_OPTIONS.index(item[0]))
+    for seed in seeds:
+        check_train_options(epochs=epochs, seed=seed, threads=1, overrides={})
+    for name, values in chosen:
+        for value in values:
+            check_train_options(epochs=epochs, seed=seeds[0], threads=1, overrides={name: value})
+    return SweepSpec(task, tuple(sorted(set(mechanisms), key=MECHANISMS.index)), tuple(seeds),
+                     tuple(presets), tuple(chosen), epochs, str(data_dir) if data_dir else None)
+
+
+def parse_seeds(text: str, bare_is_count: bool = True) -> list[int]:
+    """'5' → seeds 0–4 (or seed 5 when not bare_is_count); '3-7' → 3 to 7; '0,4,9' → those seeds."""
+    text = text.strip()
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        if "-" in text:
+            low, high = (int(part) for part in text.split("-", 1))
+            return list(range(low, high + 1))
+        return list(range(int(text))) if bare_is_count else [int(text)]
+    except ValueError:
+        raise PayattnError(f"--seeds {text!r}: give a count (5), a range (3-7) or a list (0,4,9)") from None
+
+
+# ---- one point ------------------------------------------------------------------------
+
+def run_dir_of(out: Path, point: Point) -> Path:
+    return Path(out) / "runs" / point.variant / f"seed-{point.seed}"
+
+
+def _matches(run_dir: Path, spec: SweepSpec, point: Point) -> bool | None:
+    """True if run_dir holds this point's finished run, False if another run, None if no run."""
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not all((run_dir / name).is_file() for name in ("model.pt", "metrics.json")):
+        return None
+    model = config.get("model", {})
+    same = (config.get("task"), config.get("mechanism"), config.get("seed"), config.get("preset"),
+            config.get("epochs")) == (spec.task, point.mechanism, point.seed, point.preset, spec.epochs)
+    return same and all(model.get(k) == v for k, v in point.options if k != "max_vocab")
+
+
+@functools.lru_cache(maxsize=2)
+def _dataset(task: str, data_dir: str | None) -> Any:
+    from payattn.data import load_task
+
+    return load_task(task, data_dir)
+
+
+def train_point(spec: SweepSpec, point: Point, run_dir: Path, force: bool = False) -> PointResult:
+    """Train one point with `payattn.train.train` (one torch thread); failures become results.
+    `force` replaces an existing run dir (payattn's own only, as `payattn train --force`)."""
+    from payattn.train import train
+
+    started = time.perf_counter()
+    try:
+        metrics = train(spec.task, point.mechanism, run_dir, preset=point.preset, epochs=spec.epochs,
+                        seed=point.seed, data_dir=Path(spec.data_dir) if spec.data_dir else None,
+                        overrides=dict(point.options), dataset=_dataset(spec.task, spec.data_dir),
+                        threads=1, force=force)
+    except PayattnError as exc:
+        return PointResult(point, "failed", error=str(exc), seconds=time.perf_counter() - started)
+    except Exception as exc:  # a point's crash must not stop the sweep; keep where it happened
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return PointResult(point, "failed", error=f"{type(exc).__name__}: {exc} "
+                           f"(at {Path(where.filename).name}:{where.lineno})",
+                           seconds=time.perf_counter() - started)
+    return PointResult(point, "done", metrics, seconds=time.perf_counter() - started,
+                       where=os.uname().nodename)
+
+
+def _pool_init() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def _train_point_files(spec: SweepSpec, point: Point, version: str) -> dict[str, Any]:
+    """A Ray task: train in a temporary folder on the worker's node, return the run dir's files."""
+    from payattn.train import RUN_FILES
+
+    if version != payattn.__version__:
+        raise_text = (f"the Ray worker runs payattn {payattn.__version__}, the caller {version}; "
+                      "install the same payattn[ray] on every node")
+        return {"result": PointResult(point, "failed", error=raise_text), "files": {}}
+    with tempfile.TemporaryDirectory(prefix="payattn-point-") as tmp:
+        run_dir = Path(tmp) / "run"
+        result = train_point(spec, point, run_dir)
+        files = {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).is_file()}
+    return {"result": result, "files": files}
+
+
+def place_files(run_dir: Path, files: dict[str, bytes]) -> None:
+    """Write a run dir's files beside `run_dir`, then swap them into place (never half a run dir)."""
+    from payattn.files import replace_dir, temp_dir_beside
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir_beside(run_dir)
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        replace_dir(tmp, run_dir, "sweep")
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- executors: each yields (running count, finished results) as points end -------------
+
+Events = Iterator[tuple[int, list[PointResult]]]
+
+
+def _sequential(spec: SweepSpec, points: list[Point], out: Path, force: bool) -> Events:
+    for point in points:
+        yield 1, []
+        yield 0, [train_point(spec, point, run_dir_of(out, point), force)]
+
+
+def _local_pool(spec: SweepSpec, points: list[Point], out: Path, workers: int, force: bool) -> Events:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_pool_init) as pool:
+        pending: dict[Future[PointResult], Point] = {
+            pool.submit(train_point, spec, p, run_dir_of(out, p), force): p for p in points}
+        try:
+            while pending:
+                finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                results = [_future_result(f, pending.pop(f)) for f in finished]
+                yield min(workers, sum(f.running() for f in pending)), results
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _future_result(future: Future[PointResult], point: Point) -> PointResult:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker process died (killed, out of memory)
+        return PointResult(point, "failed", error=f"worker process lost: {type(exc).__name__}: {exc}")
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise PayattnError("--ray needs Ray: pip install 'payattn[ray]' (on this machine and every "
+                           "node of the cluster)") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise PayattnError(f"cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc}); "
+                           "start one with `ray start --head` or check the address") from None
+
+
+def _ray(spec: SweepSpec, points: list[Point], out: Path, address: str) -> Events:
+    ray = _import_ray()
+    _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError for a bad address
+        raise PayattnError(f"cannot connect to the Ray cluster at {address!r} "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                           "start one with `ray start --head` or check the address") from None
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_train_point_files)
+        pending = {remote.remote(spec, p, payattn.__version__): p for p in points}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
+            results = [_ray_result(ray, ref, pending.pop(ref), out) for ref in ready]
+            busy = ray.cluster_resources().get("CPU", 0) - ray.available_resources().get("CPU", 0)
+            yield min(len(pending), max(0, round(busy))), results
+    finally:
+        ray.shutdown()
+
+
+def _ray_result(ray: Any, ref: Any, point: Point, out: Path) -> PointResult:
+    try:
+        payload = ray.get(ref)
+    except ray.exceptions.RayError as exc:  # retries exhausted, node lost, task cancelled
+        return PointResult(point, "failed", error=f"Ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    result: PointResult = payload["result"]
+    if result.status == "done":
+        place_files(run_dir_of(out, point), payload["files"])
+    return result
+
+
+# ---- the sweep ------------------------------------------------------------------------
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_address: str | None = None,
+              force: bool = False, on_status: Callable[[Status], None] | None = None,
+              on_result: Callable[[PointResult], None] | None = None) -> list[PointResult]:
+    """Train every point of `spec` not already finished under `out`; return all point results."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PayattnError(f"sweep folder {out} is a file; pass a folder path")
+    points = spec.points()
+    results: dict[str, PointResult] = {}
+    todo = []
+    for point in points:
+        state = _matches(run_dir_of(out, point), spec, point)
+        if state is False and not force:
+            raise PayattnError(f"{run_dir_of(out, point)} holds another run (different epochs, preset or "
+                               "shape); choose another --out, or pass --force to retrain it")
+        if state and not force:
+            metrics = json.loads((run_dir_of(out, point) / "metrics.json").read_text())
+            results[point.id] = PointResult(point, "skipped", metrics)
+        else:
+            todo.append(point)
+    status = Status(len(points), skipped=len(results))
+    out.mkdir(parents=True, exist_ok=True)
+    write_index(out, spec, points, results)
+    workers = max(1, min(workers or default_workers(), len(todo) or 1))
+    if ray_address:
+        events = _ray(spec, todo, out, ray_address)
+    elif workers == 1:
+        events = _sequential(spec, todo, out, force)
+    else:
+        events = _local_pool(spec, todo, out, workers, force)
+    if on_status:
+        on_status(status)
+    for running, finished in events:
+        for result in finished:
+            results[result.point.id] = result
+            status.done += result.status == "done"
+            status.failed += result.status == "failed"
+            if on_result:
+                on_result(result)
+        if finished:
+            write_index(out, spec, points, results)
+        status.running = running
+        if on_status:
+            on_status(status)
+    return [results[p.id] for p in points]
+
+
+def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[str, PointResult]) -> Path:
+    """Rewrite OUT/sweep.json atomically; points from earlier runs of a wider sweep are kept."""
+    path = out / INDEX
+    entries = {entry["id"]: entry for entry in read_index(out)["points"]} if path.is_file() else {}
+    for point in points:
+        r = results.get(point.id)
+        entry = {"id": point.id, "variant": point.variant, "run_dir": str(run_dir_of(Path("."), point)),
+                 "mechanism": point.mechanism, "seed": point.seed, "setting": point.setting,
+                 "status": "pending" if r is None else "done" if r.status == "skipped" else r.status}
+        if r is not None:
+            entry.update(test_accuracy=r.metrics.get("test_accuracy"), error=r.error,
+                         seconds=round(r.seconds, 3), where=r.where)
+            if r.status == "skipped":
+                entry.update({k: v for k, v in entries.get(point.id, {}).items()
+                              if k in ("seconds", "where")})
+        entries[point.id] = entry
+    spec_data = asdict(spec)
+    spec_data["options"] = {name: list(values) for name, values in spec.options}
+    document = {"schema": SCHEMA, "payattn_version": payattn.__version__, "spec": spec_data,
+                "points": list(entries.values())}
+    tmp = path.with_name(f".{INDEX}.tmp")
+    tmp.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_index(out: Path) -> dict[str, Any]:
+    """The sweep index of `out` (a sweep folder or its sweep.json)."""
+    path = Path(out)
+    path = path / INDEX if path.is_dir() else path
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PayattnError(f"cannot read the sweep index {path} ({exc}); run `payattn sweep` to create it") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise PayattnError(f"{path} is not a {SCHEMA} sweep index; pass the folder `payattn sweep --out` wrote")
+    return document
+
+
+def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
+                 mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
+                 hooks: Any = None) -> tuple[list[Any], list[Any]]:
+    """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
+    the report finds them to tie bench results to points. Returns the jobs and manifests."""
+    from payattn.bench import parse_precisions
+    from payattn.export import check_export_target
+    from payattn.pipeline import ExportJob, Hooks, export_all
+
+    chosen = parse_precisions(precisions)
+    folder = Path(folder)
+    jobs = [ExportJob(folder / e["run_dir"], folder / "artifacts" / e["variant"] / f"seed-{e['seed']}")
+            for e in read_index(folder)["points"]
+            if e["status"] == "done" and (seeds is None or e["seed"] in seeds)
+            and (mechanisms is None or e["mechanism"] in mechanisms)]
+    if not jobs:
+        raise PayattnError(f"{folder} has no finished point with those seeds and mechanisms; "
+                           "check `--seeds` and `--mechanism` against its sweep.json")
+    for job in jobs:
+        check_export_target(job.out_dir, force)
+    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks or Hooks())
