@@ -296,7 +296,6 @@ def _check_reachable(address: str) -> None:
 
 def _ray(spec: SweepSpec, points: list[Point], out: Path, address: str) -> Events:
     ray = _import_ray()
-    _check_reachable(address)
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError for a bad address
@@ -339,6 +338,9 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PayattnError(f"sweep folder {out} is a file; pass a folder path")
+    if ray_address:  # before anything is written
+        _import_ray()
+        _check_reachable(ray_address)
     points = spec.points()
     results: dict[str, PointResult] = {}
     todo = []

@@ -3,6 +3,7 @@ written here with known accuracies and bench lines tied to it by sha256."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -97,7 +98,7 @@ def make_sweep(folder: Path) -> list[dict]:
             for runtime, fmt, file in (("onnxruntime", "onnx", "model.onnx"), ("litert", "tflite", "model_fp32.tflite")):
                 scale = 1.0 if device == "laptop" else 8.0
                 result = line(mech, device, runtime, fmt, "fp32", file, p50=P50[mech] * scale)
-                result["artifact"]["sha256"] = f"{mech}-{file}".ljust(64, "0")
+                result["artifact"]["sha256"] = hashlib.sha256(f"{mech}/{file}".encode()).hexdigest()
                 lines.append(result)
                 entries.append({"file": file, "sha256": result["artifact"]["sha256"]})
         (art / "manifest.json").write_text(json.dumps({"artifacts": entries}))

@@ -44,7 +44,7 @@ def results_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("tasks",), ("devices", "--help"), ("bench", "--help"),
-                                  ("export", "--help")])
+                                  ("export", "--help"), ("sweep", "--help")])
 def test_help_and_tasks_import_neither_torch_nor_tensorflow(args: tuple[str, ...]) -> None:
     heavy, stdout, _ = run_cli(*args)
     assert heavy == [] and ("Usage" in stdout or "mnist-5k" in stdout)

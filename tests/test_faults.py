@@ -119,6 +119,16 @@ CASES = [
     ("info --d-model 64 --heads 3", "not divisible by heads=3"),
     ("info --patch-size 5", "must be a multiple of patch size 5"),
     ("info --mlp-dim abc", "Invalid value for '--mlp-dim'"),
+    # sweep
+    ("sweep -m fast --out new-sweep", "unknown mechanism 'fast'; valid mechanisms"),
+    ("sweep --task mnist-9k --out new-sweep", "unknown task 'mnist-9k'"),
+    ("sweep --seeds two --out new-sweep", "--seeds 'two': give a count"),
+    ("sweep --seeds 1,1 --out new-sweep", "--seeds must give distinct seeds"),
+    ("sweep --heads 1,0 --out new-sweep", "--heads must be a whole number from 1"),
+    ("sweep --preset imdb-paper --out new-sweep", "preset 'imdb-paper' is a text model"),
+    ("sweep --ray 127.0.0.1:1 --out new-sweep", "cannot connect to the Ray cluster at '127.0.0.1:1'"),
+    ("report --sweep new-sweep", "cannot read the sweep index new-sweep"),
+    ("export --sweep new-sweep", "cannot read the sweep index new-sweep"),
     # train
     ("train -m fast --out new-runs", "unknown mechanism 'fast'; valid mechanisms"),
     ("train --task mnist-9k --out new-runs", "unknown task 'mnist-9k'"),
@@ -248,7 +258,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(ws: Path, line: str, ex
 
 def test_the_table_covers_every_command() -> None:
     commands = {line.split()[0] for line, _ in CASES}
-    assert {"info", "train", "export", "verify", "bench", "report", "demo", "devices"} <= commands
+    assert {"info", "train", "sweep", "export", "verify", "bench", "report", "demo", "devices"} <= commands
     assert len(CASES) >= 60
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Union
 from payattn.errors import PayattnError
 from payattn.files import check_writable
 from payattn.report.plots import latency_plot, size_plot
+from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
@@ -157,6 +158,7 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
     with a section per sweep folder (accuracy over seeds, claims, Pareto per device)."""
     out_dir = Path(out_dir)
     results = load_results(Path(results_path)) if results_path is not None else []
+    loaded = [(Path(folder), load_sweep(Path(folder))) for folder in sweeps]
     used = latest(results)
     if out_dir.exists() and not out_dir.is_dir():
         raise PayattnError(f"report folder {out_dir} is a file; pass a folder path (it is created if missing)")
@@ -185,8 +187,8 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
                        ("img", (size_png, f"{task} / {preset}: file size per mechanism and precision")),
                        ("h3", "Latency, every configuration")]
             blocks += [("table", t) for t in latency_tables(rs)]
-        for folder in sweeps:
-            sweep_part, sweep_plots = sweep_blocks(Path(folder), results, staging)
+        for folder, sweep in loaded:
+            sweep_part, sweep_plots = sweep_blocks(folder, sweep, results, staging)
             blocks += sweep_part
             plot_names += sweep_plots
         if used:

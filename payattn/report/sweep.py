@@ -6,15 +6,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from payattn.report.claims import accuracy_claims, accuracy_table, claims_table, load_sweep
+from payattn.report.claims import SweepRun, accuracy_claims, accuracy_table, claims_table
 from payattn.report.pareto import benched, latency_claims, pareto_plot, pareto_points, pareto_table, recommendation
 from payattn.report.results import Result
 from payattn.report.tables import devices
 
 
-def sweep_blocks(folder: Path, results: list[Result], staging: Path) -> tuple[list[tuple[str, Any]], list[str]]:
-    """Report blocks for one sweep and the plots written under staging/plots (relative names)."""
-    index, runs = load_sweep(folder)
+def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], results: list[Result],
+                 staging: Path) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Report blocks for one sweep (`loaded` by claims.load_sweep) and the plots written under
+    staging/plots (relative names)."""
+    index, runs = loaded
     spec = index["spec"]
     lines = benched(folder, runs, results)
     blocks: list[tuple[str, Any]] = [
