@@ -9,8 +9,12 @@ They differ only in which of W^Q, W^K, W^V are learned (see shared/PAPER.md):
     super      efficient, with V' = W^A V        2·d_m² + ℓ²
 
 The tensor code uses plain matmul / reshape / transpose / softmax with shapes fixed by the
-configuration, so that torch.onnx.export and onnx2tf see a small static graph. With one head
-the reshapes and transposes are skipped altogether: they would cost real time on a device.
+configuration, so that torch.onnx.export and onnx2tf see a small static graph. Every product of
+two activations (scores, weights × values, W^A × values) is taken on rank-4+ tensors: the TFLite
+converter turns a rank-2 one into a FULLY_CONNECTED whose weight is not constant, which LiteRT's
+XNNPACK delegate refuses, so the graph split around it and ran the scores on reference kernels.
+Rank-4 products become BATCH_MATMUL (with adj_y for q·kᵀ), which XNNPACK takes: every float
+graph then runs as one delegate partition. With one head no transpose is needed at all.
 """
 
 from __future__ import annotations
@@ -93,10 +97,10 @@ class Attention(nn.Module):
         if key_padding is not None:
             # Padded positions contribute no value, so W^A cannot carry them into real tokens.
             v = v * (1.0 - key_padding).unsqueeze(-1)
-        if self.w_a is not None:
+        q, k, v = self._split(q), self._split(k), self._split(v)
+        if self.w_a is not None:  # after the split, so that it is a rank-4+ product (see above)
             w_a = self.w_a * self.align_mask if self.causal else self.w_a
             v = torch.matmul(w_a, v)
-        q, k, v = self._split(q), self._split(k), self._split(v)
         scores = torch.matmul(q, k.transpose(-2, -1))
         if self.causal:
             scores = scores + self.causal_bias
@@ -109,22 +113,23 @@ class Attention(nn.Module):
         return self.w_o(self._merge(out, x.shape))
 
     def _split(self, t: Tensor) -> Tensor:
-        """[..., ℓ, d_m] -> [..., h, ℓ, d_k]; identity for one head.
+        """[..., ℓ, d_m] -> [..., h, ℓ, d_k]; one head keeps [..., ℓ, d_m] (a free reshape).
 
-        A rank-2 input (the export's batch-1 form) becomes [1, 1, h, ℓ, d_k]. onnx2tf infers
+        A rank-2 input (the export's batch-1 form) becomes [1, 1, h, ℓ, d_k] (one head:
+        [1, 1, ℓ, d_m]). onnx2tf infers
         the layout of a rank-3+ tensor from its shape and mistakes [ℓ, h, d_k] or [h, ℓ, d_k]
         for a transpose when sizes repeat (ℓ = h with d_k = 1 converted wrong); two leading
         unit axes keep every shape unambiguous, and the TFLite converter drops them again.
         """
-        if self.heads == 1:
-            return t
         lead = t.shape[:-2] or (1, 1)
+        if self.heads == 1:
+            return t.reshape(*lead, *t.shape[-2:])
         return t.reshape(*lead, t.shape[-2], self.heads, self.head_dim).transpose(-3, -2)
 
     def _merge(self, t: Tensor, shape: torch.Size) -> Tensor:
-        """[..., h, ℓ, d_k] -> `shape` ([..., ℓ, d_m], the input's); identity for one head."""
+        """[..., h, ℓ, d_k] -> `shape` ([..., ℓ, d_m], the input's); a reshape for one head."""
         if self.heads == 1:
-            return t
+            return t.reshape(shape)
         return t.transpose(-3, -2).reshape(shape)
 
 

@@ -5,9 +5,9 @@ called on one example at a time, with the batch axis dropped right after the emb
 activations are [ℓ, d_m] rather than [1, ℓ, d_m]. onnx2tf decides whether a rank-3+ tensor
 is channels-last by comparing shapes, and takes [1, ℓ, d_m] with ℓ = d_m for its own
 transpose: the imdb-paper shape (ℓ = d_m = 32) converted silently wrong that way. Rank-2
-tensors get no such guess, so every shape converts alike; the multi-head tensors keep two
-leading unit axes for the same reason (Attention._split). The only Transposes left in the
-TFLite graph are the multi-head splits and merges themselves (none with one head).
+tensors get no such guess, so every shape converts alike; the attention's per-head tensors
+keep two leading unit axes for the same reason (Attention._split). The only Transposes left
+in the TFLite graph are the multi-head splits and merges themselves (none with one head).
 
 Verification (verify.py) compares this graph with the original batched model on every
 export, so the two forwards cannot drift apart unnoticed.
