@@ -706,6 +706,6 @@ def devices_check(
 
 
 # `payattn --help` lists the commands in the order the pipeline runs them, wherever they are defined.
-PIPELINE_ORDER = ("info", "tasks", "train", "export", "verify", "bench", "report", "demo")
+PIPELINE_ORDER = ("info", "tasks", "train", "sweep", "export", "verify", "bench", "report", "demo")
 app.registered_commands.sort(key=lambda c: PIPELINE_ORDER.index(c.name or c.callback.__name__)
                              if (c.name or c.callback.__name__) in PIPELINE_ORDER else len(PIPELINE_ORDER))

@@ -543,7 +543,9 @@ def test_ctrl_c_ends_a_bench_without_a_traceback(tmp_path: Path) -> None:
     tiny = copy_artifact_dirs(tmp_path)
     args = ["bench", str(tiny["vision"]), "--results", str(tmp_path / "r.jsonl"), "--runs", "1",
             "--min-seconds", "600", "--warmup-seconds", "0"]
+    # A shell that starts a job in the background ignores SIGINT in it: undo that for this one.
     proc = subprocess.Popen(PAYATTN + args, cwd=tmp_path, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not harness_children(proc.pid):
@@ -551,7 +553,11 @@ def test_ctrl_c_ends_a_bench_without_a_traceback(tmp_path: Path) -> None:
         time.sleep(0.1)
     time.sleep(2)  # into the measurement
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     assert proc.returncode != 0 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert not (tmp_path / "r.jsonl").exists() or (tmp_path / "r.jsonl").read_text() == ""
 
