@@ -295,7 +295,7 @@ def sweep(
     """Train mechanisms × seeds × presets × shape options; each point is a run dir. Finished points
     are skipped, so an interrupted sweep resumes; a failing point is reported and the rest go on."""
     from payattn.report.claims import accuracy_claims, accuracy_table, claims_table, load_sweep
-    from payattn.sweep import SHAPE_OPTIONS, make_spec, parse_seeds, run_sweep
+    from payattn.sweep import SHAPE_OPTIONS, default_workers, make_spec, parse_seeds, run_sweep
 
     lists = dict(zip(SHAPE_OPTIONS, (d_model, heads, depth, mlp_dim, patch_size, context_length, max_vocab)))
     options = {name: parse_ints(value, f"--{name.replace('_', '-')}") for name, value in lists.items() if value}
@@ -303,8 +303,8 @@ def sweep(
                      presets=split_list(preset, "--preset") if preset else None, options=options,
                      epochs=epochs, data_dir=data_dir)
     folder = out or Path("sweeps") / task
-    where = f"Ray cluster {ray}" if ray else f"{workers or 'one per core'} local process(es)"
-    console.print(f"[bold]sweep {task}[/]: {len(spec.points())} points on {where} → {folder}")
+    where = f"Ray cluster {ray}" if ray else f"{workers or default_workers()} local process(es)"
+    console.print(f"sweep {task}: {len(spec.points())} points on {where} → {folder}", markup=False)
     with progress_bar() as bar:
         job = bar.add_task("sweep", total=len(spec.points()), status="")
 
@@ -313,21 +313,24 @@ def sweep(
                        f"skipped {s.skipped} · ETA {eta(bar, job)}")
 
         def log(r: Any) -> None:
+            done = r.status == "done"
             text = (f"{r.point.id}: test accuracy {r.metrics['test_accuracy']:.2%} in {r.seconds:.0f} s"
-                    if r.status == "done" else f"[red]{r.point.id} failed:[/] {r.error}")
-            bar.console.print(text, highlight=False)
+                    if done else f"{r.point.id} failed: {r.error}")
+            bar.console.print(text, style=None if done else "red", highlight=False, markup=False)
 
         started = time.perf_counter()
         results = run_sweep(spec, folder, workers=workers, ray_address=ray, force=force,
                             on_status=show, on_result=log)
-    console.print(f"sweep finished in {time.perf_counter() - started:.0f} s; index: {folder / 'sweep.json'}")
+    console.print(f"sweep finished in {time.perf_counter() - started:.0f} s; index: {folder / 'sweep.json'}",
+                  markup=False)
     failed = [r for r in results if r.status == "failed"]
     if len(failed) < len(results):
         _, runs = load_sweep(folder)
         print_tables([accuracy_table(runs), claims_table(accuracy_claims(runs))])
     if failed:
-        err_console.print(f"[bold red]{len(failed)} point(s) failed[/] (see above and {folder / 'sweep.json'}); "
-                          "fix the cause and run the same command again: finished points are skipped")
+        err_console.print(f"{len(failed)} point(s) failed (see above and {folder / 'sweep.json'}); fix the "
+                          "cause and run the same command again: finished points are skipped",
+                          style="bold red", markup=False)
         raise typer.Exit(1)
 
 

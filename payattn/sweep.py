@@ -165,17 +165,17 @@ def run_dir_of(out: Path, point: Point) -> Path:
 
 
 def _matches(run_dir: Path, spec: SweepSpec, point: Point) -> bool | None:
-    """True if run_dir holds this point's finished run, False if another run, None if no run."""
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+    """True if run_dir holds this point's finished run, False if something else, None if nothing."""
+    from payattn.train import read_run_config
+
+    if not run_dir.exists():
         return None
-    if not all((run_dir / name).is_file() for name in ("model.pt", "metrics.json")):
-        return None
-    model = config.get("model", {})
-    same = (config.get("task"), config.get("mechanism"), config.get("seed"), config.get("preset"),
-            config.get("epochs")) == (spec.task, point.mechanism, point.seed, point.preset, spec.epochs)
-    return same and all(model.get(k) == v for k, v in point.options if k != "max_vocab")
+    if not all((run_dir / name).is_file() for name in ("model.pt", "metrics.json", "config.json")):
+        return False
+    config = read_run_config(run_dir)  # a damaged file is an error naming it
+    same = (config["task"], config["mechanism"], config["seed"], config["preset"], config["epochs"]) == (
+        spec.task, point.mechanism, point.seed, point.preset, spec.epochs)
+    return same and all(config["model"].get(k) == v for k, v in point.options if k != "max_vocab")
 
 
 @functools.lru_cache(maxsize=2)
@@ -216,9 +216,9 @@ def _train_point_files(spec: SweepSpec, point: Point, version: str) -> dict[str,
     from payattn.train import RUN_FILES
 
     if version != payattn.__version__:
-        raise_text = (f"the Ray worker runs payattn {payattn.__version__}, the caller {version}; "
+        message = (f"the Ray worker runs payattn {payattn.__version__}, the caller {version}; "
                       "install the same payattn[ray] on every node")
-        return {"result": PointResult(point, "failed", error=raise_text), "files": {}}
+        return {"result": PointResult(point, "failed", error=message), "files": {}}
     with tempfile.TemporaryDirectory(prefix="payattn-point-") as tmp:
         run_dir = Path(tmp) / "run"
         result = train_point(spec, point, run_dir)
@@ -229,7 +229,9 @@ def _train_point_files(spec: SweepSpec, point: Point, version: str) -> dict[str,
 def place_files(run_dir: Path, files: dict[str, bytes]) -> None:
     """Write a run dir's files beside `run_dir`, then swap them into place (never half a run dir)."""
     from payattn.files import replace_dir, temp_dir_beside
+    from payattn.train import check_run_target
 
+    check_run_target(run_dir, force=True)  # only ever replaces a run dir payattn wrote
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir_beside(run_dir)
     try:
@@ -342,18 +344,8 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
         _import_ray()
         _check_reachable(ray_address)
     points = spec.points()
-    results: dict[str, PointResult] = {}
-    todo = []
-    for point in points:
-        state = _matches(run_dir_of(out, point), spec, point)
-        if state is False and not force:
-            raise PayattnError(f"{run_dir_of(out, point)} holds another run (different epochs, preset or "
-                               "shape); choose another --out, or pass --force to retrain it")
-        if state and not force:
-            metrics = json.loads((run_dir_of(out, point) / "metrics.json").read_text())
-            results[point.id] = PointResult(point, "skipped", metrics)
-        else:
-            todo.append(point)
+    results = {} if force else _finished(spec, points, out)
+    todo = [p for p in points if p.id not in results]
     status = Status(len(points), skipped=len(results))
     out.mkdir(parents=True, exist_ok=True)
     write_index(out, spec, points, results)
@@ -379,6 +371,20 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
         if on_status:
             on_status(status)
     return [results[p.id] for p in points]
+
+
+def _finished(spec: SweepSpec, points: list[Point], out: Path) -> dict[str, PointResult]:
+    """The points already trained under `out`; anything else in a point's run dir is refused."""
+    found = {}
+    for point in points:
+        run_dir = run_dir_of(out, point)
+        state = _matches(run_dir, spec, point)
+        if state is False:
+            raise PayattnError(f"{run_dir} holds another run (other epochs, preset or shape) or an "
+                               "incomplete one; choose another --out, or pass --force to retrain it")
+        if state:
+            found[point.id] = PointResult(point, "skipped", json.loads((run_dir / "metrics.json").read_text()))
+    return found
 
 
 def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[str, PointResult]) -> Path:

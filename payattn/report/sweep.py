@@ -9,7 +9,7 @@ from typing import Any
 from payattn.report.claims import SweepRun, accuracy_claims, accuracy_table, claims_table
 from payattn.report.pareto import benched, latency_claims, pareto_plot, pareto_points, pareto_table, recommendation
 from payattn.report.results import Result
-from payattn.report.tables import devices
+from payattn.report.tables import device_label, devices, emulated_by
 
 
 def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], results: list[Result],
@@ -28,14 +28,17 @@ def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], re
     ]
     plots = []
     benched_results = [r for r in results if any(r.device == b.device for b in lines)]
+    emulated = emulated_by(benched_results)
     for device in devices(benched_results):
-        points = pareto_points(runs, lines, device)
+        points, label = pareto_points(runs, lines, device), device_label(device, emulated)
         name = f"plots/pareto-{re.sub(r'[^A-Za-z0-9._-]+', '-', f'{folder.name}-{device}')}.png"
-        pareto_plot(device, points, staging / name)
+        pareto_plot(label, points, staging / name)
         plots.append(name)
-        blocks += [("h3", f"Accuracy against latency on {device}"), ("p", recommendation(device, points)),
-                   ("img", (name, f"{spec['task']} on {device}: mean accuracy against p50 latency, Pareto front")),
-                   ("table", pareto_table(device, points))]
+        caveat = (f" Its latencies are those of {emulated[device]} on the machine that ran it, not of the "
+                  "device it stands in for." if device in emulated else "")
+        blocks += [("h3", f"Accuracy against latency on {label}"), ("p", recommendation(label, points) + caveat),
+                   ("img", (name, f"{spec['task']} on {label}: mean accuracy against p50 latency, Pareto front")),
+                   ("table", pareto_table(label, points))]
     if not lines:
         blocks.append(("p", "No bench results of this sweep's models: export them with `payattn export --sweep "
                             f"{folder} --seeds 0` and bench the artifact dirs to add latency claims and the Pareto plot."))
