@@ -22,7 +22,7 @@ from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimat
                                    setting_label, settings, speedup_verdict)
 from payattn.report.plots import _save
 from payattn.report.results import RUNTIMES, Result
-from payattn.report.tables import Table, fmt_ms, ordered, typical_ms
+from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "^", "int8": "D"}
 
@@ -91,8 +91,9 @@ def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[B
     return list(latest.values())
 
 
-def latency_claims(runs: list[SweepRun], lines: list[Benched]) -> list[Claim]:
-    """"Efficient is faster" and "super is faster when ℓ ≤ d_m" per setting and measured configuration."""
+def latency_claims(runs: list[SweepRun], lines: list[Benched], emulated: dict[str, str] | None = None) -> list[Claim]:
+    """"Efficient is faster" and "super is faster when ℓ ≤ d_m" per setting and measured configuration
+    (`emulated`: device name → emulator, marked in the setting)."""
     claims = []
     for setting in settings(runs):
         here = [b for b in lines if b.setting == setting]
@@ -100,7 +101,8 @@ def latency_claims(runs: list[SweepRun], lines: list[Benched]) -> list[Claim]:
         short = run.context_length <= run.d_model
         for config in dict.fromkeys(b.config for b in here):
             at = {(b.mechanism, b.seed): b.ms for b in here if b.config == config}
-            where = f"{setting_label(setting)}; {config[0]} · {config[1]} {config[2]} · {config[3]} thread"
+            device = device_label(config[0], emulated or {})
+            where = f"{setting_label(setting)}; {device} · {config[1]} {config[2]} · {config[3]} thread"
             for mech, claim in (("efficient", "efficient is faster"), ("super", "super is faster when ℓ ≤ d_m")):
                 ratios = [at[("standard", s)] / at[(mech, s)] for (m, s) in at if m == mech and ("standard", s) in at]
                 if not ratios:

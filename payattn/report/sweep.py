@@ -24,11 +24,11 @@ def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], re
         ("p", f"{len(runs)} finished points of {len(index['points'])}: mechanisms {', '.join(spec['mechanisms'])}; "
               f"seeds {', '.join(map(str, spec['seeds']))}; {spec['epochs']} epochs each."),
         ("table", accuracy_table(runs)),
-        ("table", claims_table(accuracy_claims(runs) + latency_claims(runs, lines))),
     ]
     plots = []
     benched_results = [r for r in results if any(r.device == b.device for b in lines)]
     emulated = emulated_by(benched_results)
+    blocks.append(("table", claims_table(accuracy_claims(runs) + latency_claims(runs, lines, emulated))))
     for device in devices(benched_results):
         points, label = pareto_points(runs, lines, device), device_label(device, emulated)
         name = f"plots/pareto-{re.sub(r'[^A-Za-z0-9._-]+', '-', f'{folder.name}-{device}')}.png"
