@@ -22,7 +22,7 @@ from schema_check import assert_valid
 
 from payattn.data import load_task, prepare
 from payattn.errors import PayattnError
-from payattn.export import PRECISIONS, Manifest, export, parse_precisions, verify
+from payattn.export import PRECISIONS, Manifest, PartialExport, export, parse_precisions, verify
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.ops import operator_counts, read_operators, require_builtin
 from payattn.export.tflite import convert
@@ -387,6 +387,24 @@ def test_failed_verification_names_the_figures_and_leaves_nothing(
                                            r"exceeds the fp32 tolerance 0"):
         export(run_dir(workdir, "mnist-5k", "efficient"), parent / "out", ("fp32",))
     assert not (tmp_path / "new").exists()  # parents created for the export are removed too
+
+
+@pytest.mark.slow
+def test_failed_int8_names_the_precision_to_drop_and_keeps_the_rest(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(verify.MAX_ABS_DIFF, "int8", 0.0)  # no int8 file is that exact
+    out = tmp_path / "out"
+    with pytest.raises(PartialExport, match=r"wrote .*out without int8, which failed verification: "
+                                            r"model_int8\.tflite: max abs logit difference .* exceeds "
+                                            r"the int8 tolerance 0; every other artifact passed\. "
+                                            r"Drop int8 \(--precision fp32,fp16\)") as failed:
+        export(run_dir(workdir, "mnist-5k", "efficient"), out, ("fp32", "fp16", "int8"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "model.onnx", "model_fp32.tflite", "model_fp16.tflite", *REFERENCE_FILES.values()])
+    assert Manifest.load(out).data == failed.value.manifest.data
+    assert {a["precision"] for a in failed.value.manifest.artifacts} == {"fp32", "fp16"}
+    assert leftovers(tmp_path, "out") == ["out"]
 
 
 def test_manifest_load_rejects_other_documents(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ static batch-1 shapes) + onnxslim + onnx.checker; onnx2tf and the TFLite convert
 .tflite's operator table and reject any non-builtin operator; run every artifact beside
 PyTorch on random and real test inputs and hold it to the tolerances in verify.py; write
 manifest.json. Everything is built in a temporary dir beside `out_dir` and renamed into place
-only when all steps pass, so a failure leaves nothing behind and names the failed step.
+only when all steps pass, so a failure leaves nothing behind and names the failed step. A
+reduced-precision TFLite file (fp16, dynamic-int8, int8) that fails verification is left out
+instead: the dir is written, whole, with every artifact that passed, and PartialExport says
+which precision to drop.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.parity import REFERENCE_FILES
 from payattn.train import LoadedRun, load_run
 
-__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "export", "parse_precisions"]
+__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "PartialExport", "export", "parse_precisions"]
 
 DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
@@ -94,7 +97,9 @@ def export(
                 ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
         with _step("verifying against PyTorch", say, "verify", tmp):
             samples = verify.make_samples(run.config, data.test_x, data.test_y)
-            artifacts, summary, reference = _verify(run, onnx_path, files, counts, samples, say)
+            artifacts, summary, reference, dropped = _verify(run, onnx_path, files, counts, samples, say)
+            for precision in dropped:
+                files.pop(precision).unlink()
         with _step("writing the manifest", say, "manifest", tmp):
             if run.tokenizer is not None:
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
@@ -112,7 +117,23 @@ def export(
             with contextlib.suppress(OSError):
                 parent.rmdir()
         raise
+    if dropped:
+        raise PartialExport(out_dir, manifest, dropped, [p for p in chosen if p not in dropped])
     return manifest
+
+
+class PartialExport(PayattnError):
+    """Some reduced precisions failed verification: the artifact dir was written (whole, and
+    atomically) with every other artifact, and `manifest` describes it."""
+
+    def __init__(self, out_dir: Path, manifest: Manifest, dropped: dict[str, list[str]], kept: list[str]) -> None:
+        self.manifest, self.dropped = manifest, dropped
+        names = ", ".join(dropped)
+        super().__init__(
+            f"export wrote {out_dir} without {names}, which failed verification: "
+            f"{'; '.join(m for ms in dropped.values() for m in ms)}; every other artifact passed. "
+            f"Drop {names} (--precision {','.join(kept)}) to export without this error, or train "
+            f"longer: near-tied logits are what quantisation flips")
 
 
 def check_export_target(out_dir: Path, force: bool) -> None:
@@ -177,10 +198,11 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 def _verify(
     run: LoadedRun, onnx_path: Path, files: dict[str, Path], counts: dict[str, dict[str, int]],
     samples: verify.Samples, say: Log,
-) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray]:
-    """Run each artifact on the samples; fail with every miss, or return the manifest entries,
-    a summary of what was checked and PyTorch's outputs. `counts` holds operator counts by
-    precision, and "onnx"."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray, dict[str, list[str]]]:
+    """Run each artifact on the samples; return the manifest entries of those that pass, a
+    summary of what was checked, PyTorch's outputs, and the misses of each reduced-precision
+    TFLite file that failed (left out, not fatal). ONNX or fp32 TFLite failing, or no TFLite
+    file passing, fails the export. `counts` holds operator counts by precision, and "onnx"."""
     cfg = run.config
     x = np.concatenate([samples.random, samples.test_x])
     reference = verify.torch_logits(run.model, x)
@@ -190,15 +212,20 @@ def _verify(
     for precision, path in files.items():
         candidates.append((path, "tflite", precision, verify.open_tflite(path, torch_shape), counts[precision]))
 
-    entries, problems = [], []
+    entries, problems, dropped = [], [], {}
     for path, fmt, precision, runner, op_counts in candidates:
         say(f"verifying {path.name}")
         figures = verify.check(precision, reference, verify.run_all(runner, x), samples)
-        problems += verify.failures(path.name, precision, figures, len(samples.test_x), logit_scale)
+        missed = verify.failures(path.name, precision, figures, len(samples.test_x), logit_scale)
+        if missed and fmt == "tflite" and precision != "fp32":
+            dropped[precision] = missed
+            continue
+        problems += missed
         inputs = [_input_spec(spec, cfg, fmt) for spec in runner.inputs]
         entries.append(mf.artifact_entry(path, fmt, precision, op_counts, inputs, runner.outputs, figures))
-    if problems:
-        raise PayattnError("verification failed: " + "; ".join(problems))
+    kept = [p for p in files if p not in dropped]
+    if problems or (dropped and not kept):
+        raise PayattnError("verification failed: " + "; ".join(problems + [m for ms in dropped.values() for m in ms]))
     n_random = len(samples.random)
     summary = {
         "random_inputs": n_random, "test_samples": len(samples.test_x),
@@ -208,7 +235,7 @@ def _verify(
         "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
         "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
     }
-    return entries, summary, reference
+    return entries, summary, reference, dropped
 
 
 def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:
