@@ -88,6 +88,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "demo-foreign" / "results.jsonl").write_text('{"mine": 1}\n')
     (root / "demo-userrun" / "runs" / "mnist-5k" / "standard").mkdir(parents=True)
     (root / "demo-userrun" / "runs" / "mnist-5k" / "standard" / "notes.txt").write_text("mine")
+    (root / "user-report" / "plots").mkdir(parents=True)
+    (root / "user-report" / "plots" / "mine.png").write_bytes(b"a user's picture")
     (root / "config").mkdir()
     return root
 
@@ -210,6 +212,7 @@ CASES = [
     ("report empty.jsonl", "holds no result lines"),
     ("report results.jsonl --out a-file", "report folder a-file is a file"),
     ("report results.jsonl --out a-file/report", "a-file is a file, not a folder"),
+    ("report results.jsonl --out user-report", "user-report/plots holds files payattn did not write (mine.png)"),
     # demo
     ("demo --out . --force", "holds your own files; give a dedicated folder"),
     ("demo --out .. --force", "holds your own files"),

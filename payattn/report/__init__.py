@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from payattn.errors import PayattnError
-from payattn.files import check_writable
+from payattn.files import check_replaceable, check_writable
 from payattn.report.plots import latency_plot, size_plot
 from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
@@ -143,6 +143,10 @@ def _write_csv(path: Path, results: list[Result], used: list[Result]) -> None:
             writer.writerow(csv_row(r, r.line in used_lines))
 
 
+# What report writes into plots/ (latency-*, size-*, and a sweep's pareto-* figures).
+PLOT_NAME = re.compile(r"^(latency|size|pareto)-[A-Za-z0-9._-]+\.png$")
+
+
 def _publish(staging: Path, out_dir: Path, names: list[str]) -> None:
     """Move the finished plots folder and files from staging into out_dir."""
     plots = out_dir / "plots"
@@ -163,6 +167,9 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
     if out_dir.exists() and not out_dir.is_dir():
         raise PayattnError(f"report folder {out_dir} is a file; pass a folder path (it is created if missing)")
     check_writable(out_dir, "--out")
+    if (out_dir / "plots").exists():  # replaced whole below: it must hold payattn's plots only
+        ours = [p.name for p in (out_dir / "plots").iterdir() if PLOT_NAME.match(p.name)]
+        check_replaceable(out_dir / "plots", ours, "plots folder of a report", "choose another --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
