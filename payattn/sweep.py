@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator
 
 import payattn
 from payattn.errors import PayattnError
+from payattn.files import pause_point
 from payattn.mechanisms import MECHANISMS
 
 SCHEMA = "payattn.sweep/1"
@@ -366,6 +367,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
             if on_result:
                 on_result(result)
         if finished:
+            pause_point("sweep:index")  # the fault tests kill here: run dirs written, index not yet
             write_index(out, spec, points, results)
         status.running = running
         if on_status:

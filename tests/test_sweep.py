@@ -136,3 +136,17 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path):
 
     with pytest.raises(PayattnError, match="cannot connect to the Ray cluster"):
         run_sweep(small_spec(seeds=[0]), tmp_path, ray_address=f"127.0.0.1:{free_port()}")
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    from test_faults import kill, start_paused
+
+    args = ["sweep", "-m", "standard,efficient", "--seeds", "1", "--epochs", "1", "--out", "sw", "--workers", "1"]
+    # SIGKILL once the first point's run dir is in place, before the index records it.
+    kill(start_paused(args, "sweep:index", tmp_path, tmp_path / "paused"))
+    out = tmp_path / "sw"
+    assert [e["status"] for e in read_index(out)["points"]] == ["pending", "pending"]
+    resumed = run_sweep(make_spec("mnist-5k", ["standard", "efficient"], [0], epochs=1), out, workers=1)
+    assert [r.status for r in resumed] == ["skipped", "done"]
+    assert [e["status"] for e in read_index(out)["points"]] == ["done", "done"]
