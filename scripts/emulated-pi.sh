@@ -266,8 +266,10 @@ cmd_status() {
         fi
     done
     [ "$found" -eq 1 ] || echo "no emulated Pi is up"
-    [ -f "$CACHE/rootfs-$(recipe_hash)/.payattn-recipe" ] && echo "rootfs: $CACHE/rootfs-$(recipe_hash) (cached)" \
-        || echo "rootfs: not built yet for this recipe (the next up builds it)"
+    local root
+    root=$CACHE/rootfs-$(recipe_hash)
+    if [ -f "$root/.payattn-recipe" ]; then echo "rootfs: $root (cached)"
+    else echo "rootfs: $root not built yet for this recipe (the next up builds it)"; fi
 }
 
 case "${1:-}" in

@@ -2,7 +2,7 @@
 with its own aarch64 sshd, reached like a board. It proves the arm64 wheels of numpy, ONNX
 Runtime and LiteRT, on-device parity and the SSH path; its latencies are never a Pi's.
 
-Slow: the first run builds the rootfs (about 5 minutes, then cached in
+Slow (all but the recipe test): the first run builds the rootfs (about 5 minutes, then cached in
 ~/.cache/payattn/emulated-pi), and the four mechanisms are trained and exported at every
 precision. Needs root and qemu-user-static, binfmt-support, debootstrap
 (scripts/ci_system_deps.sh installs them); anything missing is a failure, never a skip.
@@ -30,7 +30,6 @@ from payattn.bench import build_job
 from payattn.runtime.settings import BenchSettings
 from payattn.train import train
 
-pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "emulated-pi.sh"
 PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
@@ -87,6 +86,7 @@ def artifact_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return dirs
 
 
+@pytest.mark.slow
 def test_up_is_idempotent_and_qemu_cpu_reaches_ssh_sessions(pis) -> None:
     devices_file, (pi, _) = pis
     again = emulated_pi("up", pi.name)
@@ -100,6 +100,7 @@ def test_up_is_idempotent_and_qemu_cpu_reaches_ssh_sessions(pis) -> None:
     assert int(hwcap_max) & HWCAP_ATOMICS  # ... which this check tells apart from QEMU's default
 
 
+@pytest.mark.slow
 def test_devices_check_sees_the_arm64_runtimes(pis) -> None:
     devices_file, (pi, _) = pis
     out = runner.invoke(app, ["devices", "check", pi.name, "--devices-file", str(devices_file)])
@@ -112,6 +113,7 @@ def test_devices_check_sees_the_arm64_runtimes(pis) -> None:
     assert "OK: ready to benchmark" in text
 
 
+@pytest.mark.slow
 def test_bench_verifies_then_measures_every_mechanism_and_precision(pis, artifact_dirs, tmp_path) -> None:
     devices_file, (pi, _) = pis
     results = tmp_path / "results.jsonl"
@@ -144,6 +146,7 @@ def silent_listener() -> socket.socket:
     return listener
 
 
+@pytest.mark.slow
 def test_fleet_runs_boards_at_once_and_a_dead_one_stalls_none(pis, artifact_dirs, tmp_path) -> None:
     devices_file, (pi_a, pi_b) = pis
     listener = silent_listener()
@@ -179,6 +182,7 @@ def test_fleet_runs_boards_at_once_and_a_dead_one_stalls_none(pis, artifact_dirs
     assert len(lines) == 3 * 4 * 2 and all(json.loads(line)["schema"] == "payattn.result/1" for line in lines)
 
 
+@pytest.mark.slow
 def test_down_stops_and_unmounts_everything_it_started(tmp_path) -> None:
     name = f"t{os.getpid()}c"
     devices_file = tmp_path / "devices.toml"
@@ -193,3 +197,26 @@ def test_down_stops_and_unmounts_everything_it_started(tmp_path) -> None:
     assert not Path(f"/proc/{pid}").exists()
     assert str(instance) not in Path("/proc/mounts").read_text() and not instance.exists()
     assert name not in emulated_pi("status").stdout
+
+
+def test_rootfs_is_keyed_by_its_recipe(tmp_path) -> None:
+    """A changed device requirement means a new rootfs; a change elsewhere reuses the cached one."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    for name in ("scripts/emulated-pi.sh", "requirements-device.txt"):
+        (repo / name).write_bytes((REPO / name).read_bytes())
+
+    def rootfs() -> str:
+        out = subprocess.run(["bash", str(repo / "scripts" / "emulated-pi.sh"), "status"], capture_output=True,
+                             text=True, env={**os.environ, "PAYATTN_EMULATED_PI_CACHE": str(tmp_path / "cache")})
+        assert out.returncode == 0, out.stderr
+        return re.search(r"rootfs: (\S+) not built yet", out.stdout)[1]
+
+    first = rootfs()
+    script = repo / "scripts" / "emulated-pi.sh"
+    script.write_text(script.read_text().replace("# An emulated Raspberry Pi", "# A Raspberry Pi, emulated", 1))
+    assert "# A Raspberry Pi, emulated" in script.read_text()
+    assert rootfs() == first
+    requirements = repo / "requirements-device.txt"
+    requirements.write_text(requirements.read_text().replace("numpy==2.4.6", "numpy==2.4.5"))
+    assert rootfs() != first and rootfs().startswith(str(tmp_path / "cache" / "rootfs-"))
