@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from schema_check import assert_valid
 from tiny_artifacts import copy_artifact_dirs
 from typer.testing import CliRunner
 
 from payattn.cli import app
-from payattn.devices import AdbDevice, DeviceError, DeviceSpec
+from payattn.bench import build_job
+from payattn.devices import AdbDevice, DeviceError, DeviceSpec, verify_on_devices
 from payattn.devices.runner import DeviceCheck, check_harness_facts
 from payattn.runtime.parity import REFERENCE_FILES
 
@@ -72,6 +74,9 @@ def test_verify_passes_on_the_models_own_outputs(tmp_path: Path, file: str) -> N
     out = runner.invoke(app, ["verify", str(directory)])
     assert out.exit_code == 0, out.output
     assert file in out.output and "pass" in out.output and "FAIL" not in out.output
+    (line,), failures = verify_on_devices(["local"], build_job([directory]))
+    assert not failures and line["passed"] and line["parity"]["samples"] == 23
+    assert_valid(line, "parity")  # the published schema, checked by jsonschema
 
 
 def test_verify_fails_beyond_the_export_tolerances(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ class Format:
 RESULT = Format("result", "result line")
 MANIFEST = Format("manifest", "manifest")
 JOB = Format("job", "job")
+PARITY = Format("parity", "parity line")
 
 
 def _resolve(ref: str, base: str) -> tuple[dict[str, Any], str]:

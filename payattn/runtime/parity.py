@@ -5,7 +5,8 @@ The artifact dir carries the inputs (PyTorch layout, batch axis first) and PyTor
 .npy files listed under the manifest's "reference" key, with their sha256, and the manifest's
 "verification" records the limits: max abs difference per precision and the top-1 agreement
 floor. So any device checks its own answers with numpy and its runtime alone, no torch. A
-parity job (`"task": "verify"`) emits one payattn.parity/1 line per artifact and runtime.
+parity job (`"task": "verify"`) emits one payattn.parity/1 line (schemas/parity.schema.json)
+per artifact and runtime.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from payattn import __version__
 from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
 from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.formats import JOB
+from payattn.runtime.formats import JOB, PARITY
 from payattn.runtime.runners import check_runtime, runtime_module, runtime_version
 
-PARITY_SCHEMA = "payattn.parity/1"
+PARITY_SCHEMA = PARITY.id
 REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
 THREADS = 1  # as export verifies: deterministic, and fair to other processes
 _EXPORT_HINT = "export the model again with `payattn export`"
@@ -129,7 +130,7 @@ def check_artifact(artifact: Artifact, runtime: str, device: dict[str, Any]) -> 
     floor = (verification.get("min_top1_agreement") or {}).get(artifact.precision)
     missed = problems(artifact.path.name, artifact.precision, parity, limit, floor,
                       len(reference.inputs) - reference.random_inputs)
-    return {
+    line = {
         "schema": PARITY_SCHEMA,
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "payattn_version": __version__,
@@ -144,6 +145,8 @@ def check_artifact(artifact: Artifact, runtime: str, device: dict[str, Any]) -> 
         "passed": not missed,
         "problems": missed,
     }
+    PARITY.check(line, strict=True)  # a slip fails here, on the device, not in the host's table
+    return line
 
 
 def run_verify_job(job: dict[str, Any], on_result: Callable[[dict[str, Any]], None] | None = None,
