@@ -121,6 +121,16 @@ def replace_dir(tmp: Path, target: Path, pause_prefix: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_target(target: Path, force: bool, ours: Iterable[str], what: str) -> None:
+    """Refuse to overwrite an existing `target` without `force`, and with it anything but a
+    `what` holding only the names payattn writes there (`ours`)."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if not force:
+        raise PayattnError(f"{what} {target} already exists; pass --force to replace it, or choose another --out")
+    check_replaceable(target, ours, what, "choose another --out")
+
+
 def check_replaceable(target: Path, ours: Iterable[str], what: str, fix: str) -> None:
     """Refuse to replace `target` unless it is a dir holding only names payattn writes there."""
     if not target.is_dir() or target.is_symlink():

@@ -22,7 +22,7 @@ from payattn.cost import model_cost
 from payattn.data import TASKS, Dataset, load_task, prepare
 from payattn.data.tokenizer import Tokenizer
 from payattn.errors import PayattnError
-from payattn.files import check_replaceable, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
 from payattn.mechanisms import MECHANISMS, canonical_mechanism
 from payattn.models import ModelConfig, build_model, check_overrides, get_preset, resolve_config
 from payattn.runtime.settings import check_bound
@@ -201,11 +201,7 @@ def check_train_options(*, epochs: int, seed: int, threads: int, overrides: dict
 
 def check_run_target(out: Path, force: bool) -> None:
     """Refuse to overwrite an existing run dir without `force`, or anything but a run dir with it."""
-    if not out.exists() and not out.is_symlink():
-        return
-    if not force:
-        raise PayattnError(f"run dir {out} already exists; pass --force to replace it, or choose another --out")
-    check_replaceable(out, RUN_FILES, "run dir", "choose another --out")
+    check_target(out, force, RUN_FILES, "run dir")
 
 
 def write_run_dir(

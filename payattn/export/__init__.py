@@ -34,7 +34,7 @@ from payattn.export import manifest as mf
 from payattn.export import ops, tflite, verify
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
-from payattn.files import check_replaceable, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.parity import REFERENCE_FILES
@@ -138,11 +138,7 @@ class PartialExport(PayattnError):
 
 def check_export_target(out_dir: Path, force: bool) -> None:
     """Refuse to overwrite an existing dir without `force`, or anything but an artifact dir with it."""
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if not force:
-        raise PayattnError(f"{out_dir} already exists; pass --force to replace it")
-    check_replaceable(out_dir, ARTIFACT_FILES, "artifact dir", "choose another --out")
+    check_target(out_dir, force, ARTIFACT_FILES, "artifact dir")
 
 
 @contextlib.contextmanager
