@@ -179,67 +179,109 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VisionTransformer(nn.Module):
-    """ViT classifier: patch embedding, learned positions, blocks, mean pooling, linear head.
+class Classifier(nn.Module):
+    """What both families share after the embedding, in the pieces of timm's ViT.
 
-    Input: float images [B, C, H, W], already normalised (the manifest states how).
+    `embed` (per family) -> `encode` (blocks and final norm) -> `pool` (mean over tokens, padding
+    left out) -> `head` (linear). Every piece works on any leading dims, so the export calls
+    this same forward on one example without its batch axis (see export/onnx_graph.py).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.patch_embed = nn.Conv2d(cfg.channels, cfg.d_model, cfg.patch_size, cfg.patch_size)
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.context_length, cfg.d_model))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)
 
-    def forward(self, images: Tensor) -> Tensor:
+    def embed(self, inputs: Tensor) -> Tensor:
+        """[..., input dims] -> [..., ℓ, d_m] token embeddings with positions."""
+        raise NotImplementedError
+
+    def padding(self, inputs: Tensor) -> Tensor | None:
+        """[..., ℓ] float, 1.0 at padding tokens; None when nothing is ever padded."""
+        return None
+
+    def check_input(self, inputs: Tensor) -> None:
+        """Raise PayattnError, saying the expected shape, unless `inputs` ends in it."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
+        """[..., ℓ, d_m] -> [..., ℓ, d_m]: the blocks, then the final norm."""
+        for block in self.blocks:
+            x = block(x, padding)
+        return self.norm(x)
+
+    def pool(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
+        """[..., ℓ, d_m] -> [..., d_m]: the mean over the tokens that are not padding."""
+        if padding is None:
+            return x.mean(dim=-2)
+        keep = (1.0 - padding).unsqueeze(-1)
+        return (x * keep).sum(dim=-2) / keep.sum(dim=-2).clamp(min=1.0)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """[..., input dims] -> [..., classes] logits."""
+        self.check_input(inputs)
+        padding = self.padding(inputs)
+        return self.head(self.pool(self.encode(self.embed(inputs), padding), padding))
+
+
+class VisionTransformer(Classifier):
+    """ViT classifier: patch embedding, learned positions, blocks, mean pooling, linear head.
+
+    Input: float images [..., C, H, W], already normalised (the manifest states how).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.patch_embed = nn.Conv2d(cfg.channels, cfg.d_model, cfg.patch_size, cfg.patch_size)
+
+    def check_input(self, images: Tensor) -> None:
         expected = (self.cfg.channels, self.cfg.image_size, self.cfg.image_size)
-        if tuple(images.shape[1:]) != expected:
+        if tuple(images.shape[-3:]) != expected:
             raise PayattnError(
                 f"expected images of shape [B, {', '.join(map(str, expected))}] (NCHW), "
                 f"got {list(images.shape)}"
             )
-        x = self.patch_embed(images).flatten(2).transpose(1, 2) + self.pos_embed
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x).mean(dim=1))
+
+    def embed(self, images: Tensor) -> Tensor:
+        cfg = self.cfg
+        patches = self.patch_embed(images.reshape(-1, *images.shape[-3:]))  # [N, d_m, H/p, W/p]
+        # The patch grid in NHWC order: onnx2tf runs the convolution channels-last, so this
+        # permute cancels against its own layout change and no Transpose remains.
+        x = patches.permute(0, 2, 3, 1).reshape(*images.shape[:-3], cfg.context_length, cfg.d_model)
+        return x + self.pos_embed[0]
 
 
-class TextTransformer(nn.Module):
+class TextTransformer(Classifier):
     """Text classifier: token + position embeddings, blocks, masked mean pooling, linear head.
 
-    Input: token ids [B, ℓ] (int32 or int64), padded with `pad_id` to exactly ℓ.
+    Input: token ids [..., ℓ] (int32 or int64), padded with `pad_id` to exactly ℓ.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.context_length, cfg.d_model))
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
 
-    def forward(self, token_ids: Tensor) -> Tensor:
-        if token_ids.dim() != 2 or token_ids.shape[1] != self.cfg.context_length:
+    def check_input(self, token_ids: Tensor) -> None:
+        if token_ids.dim() < 1 or token_ids.shape[-1] != self.cfg.context_length:
             raise PayattnError(
                 f"expected token ids of shape [B, {self.cfg.context_length}], got "
                 f"{list(token_ids.shape)}; pad or truncate to {self.cfg.context_length} tokens"
             )
-        padding = (token_ids == self.cfg.pad_id).to(torch.float32)
-        x = self.tok_embed(token_ids) + self.pos_embed
-        for block in self.blocks:
-            x = block(x, padding)
-        keep = (1.0 - padding).unsqueeze(-1)
-        pooled = (self.norm(x) * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
-        return self.head(pooled)
+
+    def padding(self, token_ids: Tensor) -> Tensor:
+        return (token_ids == self.cfg.pad_id).to(torch.float32)
+
+    def embed(self, token_ids: Tensor) -> Tensor:
+        # int64 indices: TensorFlow treats a rank-1 int32 tensor as a possible shape, and
+        # onnx2tf's Gather then fails on the partial value it infers for it.
+        return self.tok_embed(token_ids.to(torch.int64)) + self.pos_embed[0]
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig) -> Classifier:
     if cfg.kind == "vision":
         return VisionTransformer(cfg)
     if cfg.kind == "text":

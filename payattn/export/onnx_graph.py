@@ -1,16 +1,15 @@
 """PyTorch -> ONNX: a batch-1 graph with rank-2 activations, simplified by onnxslim and checked.
 
-The exported graph is the trained model's own modules (blocks, attention, norms, heads)
-called on one example at a time, with the batch axis dropped right after the embedding:
-activations are [ℓ, d_m] rather than [1, ℓ, d_m]. onnx2tf decides whether a rank-3+ tensor
+The exported graph is the trained model's own forward (embed, encode, pool, head; each works
+on any leading dims) called on one example with its batch axis dropped: activations are
+[ℓ, d_m] rather than [1, ℓ, d_m]. onnx2tf decides whether a rank-3+ tensor
 is channels-last by comparing shapes, and takes [1, ℓ, d_m] with ℓ = d_m for its own
 transpose: the imdb-paper shape (ℓ = d_m = 32) converted silently wrong that way. Rank-2
 tensors get no such guess, so every shape converts alike; the attention's per-head tensors
 keep two leading unit axes for the same reason (Attention._split). The only Transposes left
 in the TFLite graph are the multi-head splits and merges themselves (none with one head).
 
-Verification (verify.py) compares this graph with the original batched model on every
-export, so the two forwards cannot drift apart unnoticed.
+Verification (verify.py) compares this graph with the batched model on every export.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import onnxslim
 import torch
 from torch import Tensor, nn
 
-from payattn.models import ModelConfig, TextTransformer, VisionTransformer
+from payattn.models import Classifier, ModelConfig
 
 # Opset 20 has GELU as one operator (opset 17 LayerNormalization too): onnx2tf turns the
 # models' tanh GELU into TFLite's builtin GELU, one op where opset 17 gave eight.
@@ -32,43 +31,15 @@ INPUT_NAMES = {"vision": "images", "text": "token_ids"}
 OUTPUT_NAME = "logits"
 
 
-class VisionGraph(nn.Module):
-    """VisionTransformer.forward for one NCHW image, on [ℓ, d_m] activations."""
+class Unbatched(nn.Module):
+    """The model's own forward on one example without its batch axis: [ℓ, d_m] activations."""
 
-    def __init__(self, model: VisionTransformer) -> None:
+    def __init__(self, model: Classifier) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: Tensor) -> Tensor:
-        m, cfg = self.model, self.model.cfg
-        # NHWC order of the patch grid: onnx2tf runs the convolution channels-last, so this
-        # permute cancels against its own layout change and no Transpose remains.
-        x = m.patch_embed(images).permute(0, 2, 3, 1).reshape(cfg.context_length, cfg.d_model)
-        x = x + m.pos_embed[0]
-        for block in m.blocks:
-            x = block(x)
-        return m.head(m.norm(x).mean(dim=0, keepdim=True))
-
-
-class TextGraph(nn.Module):
-    """TextTransformer.forward for one int32 token sequence [1, ℓ], on [ℓ, d_m] activations."""
-
-    def __init__(self, model: TextTransformer) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, token_ids: Tensor) -> Tensor:
-        m, cfg = self.model, self.model.cfg
-        # int64 indices: TensorFlow treats a rank-1 int32 tensor as a possible shape, and
-        # onnx2tf's Gather then fails on the partial value it infers for it.
-        ids = token_ids.to(torch.int64).reshape(cfg.context_length)
-        padding = (ids == cfg.pad_id).to(torch.float32)
-        x = m.tok_embed(ids) + m.pos_embed[0]
-        for block in m.blocks:
-            x = block(x, padding)
-        keep = (1.0 - padding).unsqueeze(-1)
-        pooled = (m.norm(x) * keep).sum(dim=0, keepdim=True) / keep.sum(dim=0, keepdim=True).clamp(min=1.0)
-        return m.head(pooled)
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.model(inputs.reshape(inputs.shape[1:])).reshape(1, -1)
 
 
 def example_input(cfg: ModelConfig) -> Tensor:
@@ -78,9 +49,9 @@ def example_input(cfg: ModelConfig) -> Tensor:
     return torch.ones(1, cfg.context_length, dtype=torch.int32)
 
 
-def export_onnx(model: nn.Module, cfg: ModelConfig, path: Path) -> None:
+def export_onnx(model: Classifier, cfg: ModelConfig, path: Path) -> None:
     """Write the simplified, checked ONNX graph of `model` to `path` (static shapes, batch 1)."""
-    graph = VisionGraph(model) if cfg.kind == "vision" else TextGraph(model)
+    graph = Unbatched(model)
     raw = path.with_name(f".{path.name}.raw")
     with warnings.catch_warnings():
         # The models' input checks are constant for a fixed-shape trace; and the TorchScript
