@@ -20,12 +20,12 @@ import torch
 from ai_edge_litert import schema_py_generated as schema
 from schema_check import assert_valid
 
-from payattn.data import load_task, prepare
+from payattn.data import load_task, prepare, subset
 from payattn.errors import PayattnError
 from payattn.export import PRECISIONS, Manifest, PartialExport, export, parse_precisions, verify
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.ops import operator_counts, read_operators, require_builtin
-from payattn.export.tflite import convert
+from payattn.export.tflite import calibration_inputs, convert
 from payattn.mechanisms import MECHANISMS
 from payattn.runtime.parity import REFERENCE_FILES
 from payattn.models import build_model, resolve_config
@@ -244,9 +244,9 @@ def test_int8_text_model_keeps_its_attention_scores(workdir: Path, tmp_path: Pat
     run = load_run(run_dir(workdir, "movie-reviews", "standard"))
     data = prepare(load_task("movie-reviews"), run.tokenizer)
     export_onnx(run.model, run.config, tmp_path / "model.onnx")
-    calibration = data.train_x[verify.choose(len(data.train_x), 200, seed=1)]
+    calibration = calibration_inputs(data.train_x)
     files = convert(tmp_path / "model.onnx", tmp_path, ["int8"], calibration)
-    x = data.test_x[verify.choose(len(data.test_x), 500, seed=0)]
+    x = data.test_x[subset(len(data.test_x), 500, seed=0)]
     assert (x == 0).any(axis=1).mean() > 0.5  # most test texts are padded
     got = verify.run_all(verify.open_tflite(files["int8"], (1, 32)), x)
     agreement = (got.argmax(1) == verify.torch_logits(run.model, x).argmax(1)).mean()
@@ -325,6 +325,24 @@ def test_builtin_check_rejects_a_real_flex_model(tmp_path: Path) -> None:
     with pytest.raises(PayattnError, match=r"flex\.tflite .*non-builtin.*FlexErf.*ONNX node /blocks\.0/mlp/mlp\.1/Erf"):
         require_builtin(path, uses, graph)
     require_builtin(path, [u for u in uses if u.builtin])  # the builtin rest passes
+
+
+def test_checks_return_figures_and_raise_a_typed_error() -> None:
+    samples = verify.Samples(random=np.zeros((2, 3)), test_x=np.zeros((4, 3)), test_y=np.array([0, 1, 0, 1]),
+                             test_split_size=4)
+    reference = np.array([[1, 0], [0, 1], [2, 0], [0, 2], [2, 0], [0, 2]], dtype=np.float32)
+    ok = verify.check("model.onnx", "fp32", reference, reference + 5e-5, samples, logit_scale=2.0)
+    assert ok.failures == [] and ok.test_accuracy == 1.0 and ok.max_abs_diff_limit == 1e-4
+    assert ok.parity == {"max_abs_diff": pytest.approx(5e-5, rel=1e-2), "top1_agreement": 1.0, "samples": 6}
+    flipped = reference.copy()
+    flipped[3] = [2, 0]
+    bad = verify.check("model_int8.tflite", "int8", reference, flipped, samples, logit_scale=2.0)
+    assert (bad.top1_agreement, bad.test_accuracy, bad.max_abs_diff_limit) == (0.75, 0.75, None)
+    verify.validate([ok])
+    with pytest.raises(verify.VerificationError, match=r"^verification failed: model_int8\.tflite: top-1 "
+                                                       r"agreement with PyTorch 75\.00% is below 98% on 4 test") as error:
+        verify.validate([ok, bad])
+    assert error.value.checks == [ok, bad]
 
 
 def test_read_operators_rejects_a_file_that_is_not_tflite(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from payattn.data.embedded import load_embedded
 from payattn.data.loaders import LOADERS, NEEDS, SOURCES
 from payattn.data.tokenizer import Tokenizer
 
-__all__ = ["TASKS", "TaskInfo", "Dataset", "Prepared", "Tokenizer", "load_task", "prepare"]
+__all__ = ["TASKS", "TaskInfo", "Dataset", "Prepared", "Tokenizer", "load_task", "prepare", "subset"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,10 @@ def prepare(dataset: Dataset, tokenizer: Tokenizer | None = None) -> Prepared:
         )
     return Prepared(tokenizer.encode(dataset.train_x), dataset.train_y,
                     tokenizer.encode(dataset.test_x), dataset.test_y)
+
+
+def subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """`n` distinct indices of `n_total`, seeded and sorted: a reproducible spread-out subset."""
+    if n >= n_total:
+        return np.arange(n_total)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))

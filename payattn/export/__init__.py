@@ -43,7 +43,6 @@ from payattn.train import LoadedRun, load_run
 __all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "PartialExport", "export", "parse_precisions"]
 
 DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
-CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
 # Test samples kept in the artifact dir, with the random inputs, for on-device parity: enough
 # for the top-1 floor to mean something (98% = at most 3 misses), small enough to copy anywhere.
 REFERENCE_TEST_SAMPLES = 192
@@ -82,28 +81,27 @@ def export(
         with _step("exporting ONNX", say, "onnx", tmp):
             export_onnx(run.model, run.config, onnx_path)
             graph = onnx.load(str(onnx_path))
-        calibration = None
-        if "int8" in chosen:
-            pick = verify.choose(len(data.train_x), CALIBRATION_SAMPLES, seed=1)
-            calibration = data.train_x[pick]
+        calibration = tflite.calibration_inputs(data.train_x) if "int8" in chosen else None
         with _step(f"converting to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
             files = tflite.convert(onnx_path, tmp, chosen, calibration)
         with _step("checking TFLite operators", say, "ops", tmp):
-            counts = {"onnx": ops.onnx_operator_counts(graph)}
-            for precision, path in files.items():
+            counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
+            for path in files.values():
                 uses = ops.read_operators(path)
                 ops.require_builtin(path, uses, graph)
-                counts[precision] = ops.operator_counts(uses)
+                counts[path.name] = ops.operator_counts(uses)
                 ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
         with _step("verifying against PyTorch", say, "verify", tmp):
             samples = verify.make_samples(run.config, data.test_x, data.test_y)
-            artifacts, summary, reference, dropped = _verify(run, onnx_path, files, counts, samples, say)
+            checks, tensors, summary, reference = _verify(run, onnx_path, files, samples, say)
+            checks, dropped = _keep_or_stop(checks, files)
             for precision in dropped:
                 files.pop(precision).unlink()
         with _step("writing the manifest", say, "manifest", tmp):
             if run.tokenizer is not None:
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
             summary["calibration_samples"] = 0 if calibration is None else len(calibration)
+            artifacts = [mf.artifact_entry(tmp / c.file, c, counts[c.file], *tensors[c.file]) for c in checks]
             document = _manifest(run, dataset, artifacts, summary)
             document["reference"] = _write_reference(tmp, samples, reference)
             document["export_seconds"] = round(time.perf_counter() - started, 3)
@@ -192,36 +190,23 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 
 
 def _verify(
-    run: LoadedRun, onnx_path: Path, files: dict[str, Path], counts: dict[str, dict[str, int]],
-    samples: verify.Samples, say: Log,
-) -> tuple[list[dict[str, Any]], dict[str, Any], np.ndarray, dict[str, list[str]]]:
-    """Run each artifact on the samples; return the manifest entries of those that pass, a
-    summary of what was checked, PyTorch's outputs, and the misses of each reduced-precision
-    TFLite file that failed (left out, not fatal). ONNX or fp32 TFLite failing, or no TFLite
-    file passing, fails the export. `counts` holds operator counts by precision, and "onnx"."""
+    run: LoadedRun, onnx_path: Path, files: dict[str, Path], samples: verify.Samples, say: Log,
+) -> tuple[list[verify.Check], dict[str, tuple[str, list, list]], dict[str, Any], np.ndarray]:
+    """Run each artifact on the samples beside PyTorch. Returns each artifact's figures, its
+    format, inputs and outputs as an app feeds them (by file), what all were checked on, and
+    PyTorch's outputs."""
     cfg = run.config
     x = np.concatenate([samples.random, samples.test_x])
     reference = verify.torch_logits(run.model, x)
     logit_scale = float(np.abs(reference).max())
     torch_shape = tuple(example_input(cfg).shape)
-    candidates = [(onnx_path, "onnx", "fp32", verify.open_onnx(onnx_path), counts["onnx"])]
-    for precision, path in files.items():
-        candidates.append((path, "tflite", precision, verify.open_tflite(path, torch_shape), counts[precision]))
-
-    entries, problems, dropped = [], [], {}
-    for path, fmt, precision, runner, op_counts in candidates:
+    runners = [(onnx_path, "onnx", "fp32", verify.open_onnx(onnx_path))]
+    runners += [(path, "tflite", precision, verify.open_tflite(path, torch_shape)) for precision, path in files.items()]
+    checks, tensors = [], {}
+    for path, fmt, precision, runner in runners:
         say(f"verifying {path.name}")
-        figures = verify.check(precision, reference, verify.run_all(runner, x), samples)
-        missed = verify.failures(path.name, precision, figures, len(samples.test_x), logit_scale)
-        if missed and fmt == "tflite" and precision != "fp32":
-            dropped[precision] = missed
-            continue
-        problems += missed
-        inputs = [_input_spec(spec, cfg, fmt) for spec in runner.inputs]
-        entries.append(mf.artifact_entry(path, fmt, precision, op_counts, inputs, runner.outputs, figures))
-    kept = [p for p in files if p not in dropped]
-    if problems or (dropped and not kept):
-        raise PayattnError("verification failed: " + "; ".join(problems + [m for ms in dropped.values() for m in ms]))
+        checks.append(verify.check(path.name, precision, reference, verify.run_all(runner, x), samples, logit_scale))
+        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt) for spec in runner.inputs], runner.outputs)
     n_random = len(samples.random)
     summary = {
         "random_inputs": n_random, "test_samples": len(samples.test_x),
@@ -231,7 +216,23 @@ def _verify(
         "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
         "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
     }
-    return entries, summary, reference, dropped
+    return checks, tensors, summary, reference
+
+
+def _keep_or_stop(checks: list[verify.Check], files: dict[str, Path]) -> tuple[list[verify.Check], dict[str, list[str]]]:
+    """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
+    (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
+    out instead. Returns the checks of the artifacts kept and each left-out precision's misses."""
+    try:
+        verify.validate(checks)
+        return checks, {}
+    except verify.VerificationError:
+        tflite_files = {path.name for path in files.values()}
+        left_out = [c for c in checks if c.failures and c.file in tflite_files and c.precision != "fp32"]
+        kept = [c for c in checks if c not in left_out]
+        if any(c.failures for c in kept) or not any(c.file in tflite_files for c in kept):
+            raise
+        return kept, {c.precision: c.failures for c in left_out}
 
 
 def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from payattn.errors import PayattnError
 from payattn.runtime.artifacts import FILE, load_manifest, sha256_file
@@ -21,6 +21,9 @@ from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import MANIFEST
 
 SCHEMA = MANIFEST.id
+if TYPE_CHECKING:  # verify imports torch; reading a manifest must not
+    from payattn.export.verify import Check
+
 # Distribution names, so reading versions never imports TensorFlow.
 _DISTRIBUTIONS = {
     "torch": ("torch",), "onnx": ("onnx",), "onnxruntime": ("onnxruntime",),
@@ -89,15 +92,15 @@ def versions() -> dict[str, str | None]:
 
 
 def artifact_entry(
-    path: Path, fmt: str, precision: str, operator_counts: dict[str, int],
-    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]], figures: dict[str, Any],
+    path: Path, check: Check, operator_counts: dict[str, int], fmt: str,
+    inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """One `artifacts` item; `figures` holds `parity` and `test_accuracy` from verify.check."""
+    """One `artifacts` item, from the file and the figures verify.check measured for it."""
     return {
-        "file": path.name, "format": fmt, "precision": precision,
+        "file": path.name, "format": fmt, "precision": check.precision,
         "bytes": path.stat().st_size, "sha256": sha256_file(path),
         "operators": sorted(operator_counts), "operator_count": sum(operator_counts.values()),
         "operator_counts": operator_counts,
         "inputs": inputs, "outputs": outputs,
-        "parity": figures["parity"], "test_accuracy": figures["test_accuracy"],
+        "parity": check.parity, "test_accuracy": check.test_accuracy,
     }

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from payattn.data import subset
 from payattn.errors import PayattnError
 from payattn.runtime.lifetime import die_with_parent
 
@@ -34,8 +35,14 @@ TFLITE_FILES = {
 }
 # The operators full int8 quantises (see _int8); every other one stays float32.
 INT8_OPERATORS = ("CONV_2D", "FULLY_CONNECTED", "GATHER")
+CALIBRATION_SAMPLES = 200  # training samples that set the int8 activation ranges
 # Lines of the child's output quoted in an error: enough to show onnx2tf's own diagnosis.
 _ERROR_TAIL_LINES = 15
+
+
+def calibration_inputs(train_x: np.ndarray, n: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """A seeded spread of `n` training inputs: what sets full int8's activation ranges."""
+    return train_x[subset(len(train_x), n, seed=1)]
 
 
 def convert(

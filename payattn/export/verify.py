@@ -1,10 +1,11 @@
 """Run every exported artifact beside the PyTorch model and hold it to fixed tolerances.
 
 Each artifact sees the same inputs as PyTorch: a few random ones (shapes and values an app
-might send) and real samples of the task's test split. Recorded per artifact: the largest
-absolute logit difference, the top-1 agreement with PyTorch and the test accuracy. Float
-artifacts must match the logits closely; int8 ones must pick the same class almost always.
-Any miss fails the export with the figures, so no artifact ships unverified.
+might send) and real samples of the task's test split. `check` returns an artifact's figures
+— the largest absolute logit difference, the top-1 agreement with PyTorch, the test accuracy
+— beside the limits they are held to (float artifacts must match the logits closely; int8
+ones must pick the same class almost always); `validate` raises VerificationError for any
+miss, with the figures. The caller decides what stops the run (export: any miss).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from payattn.data import subset
 from payattn.errors import PayattnError
 from payattn.models import ModelConfig
 from payattn.runtime import parity as device_parity
@@ -53,11 +55,40 @@ class Runner:
     run: Callable[[np.ndarray], np.ndarray]
 
 
-def choose(n_total: int, n: int, seed: int) -> np.ndarray:
-    """`n` distinct indices of `n_total`, seeded and sorted: a reproducible spread-out subset."""
-    if n >= n_total:
-        return np.arange(n_total)
-    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
+@dataclass(frozen=True)
+class Check:
+    """One artifact's figures against PyTorch, and the limits they are held to (None: no limit)."""
+
+    file: str
+    precision: str
+    max_abs_diff: float
+    max_abs_diff_limit: float | None
+    top1_agreement: float
+    min_top1_agreement: float | None
+    samples: int  # random inputs and test samples
+    test_samples: int
+    test_accuracy: float
+
+    @property
+    def failures(self) -> list[str]:
+        """The limits this artifact misses, each with its figures; empty when it passes (the same
+        check a device runs later, payattn.runtime.parity, with the limits the manifest records)."""
+        return device_parity.problems(self.file, self.precision, self.parity, self.max_abs_diff_limit,
+                                      self.min_top1_agreement, self.test_samples)
+
+    @property
+    def parity(self) -> dict[str, Any]:
+        """The manifest's parity figures."""
+        return {"max_abs_diff": self.max_abs_diff, "top1_agreement": self.top1_agreement,
+                "samples": self.samples}
+
+
+class VerificationError(PayattnError):
+    """Artifacts missed their limits; `checks` holds every artifact's figures."""
+
+    def __init__(self, checks: list[Check]) -> None:
+        self.checks = checks
+        super().__init__("verification failed: " + "; ".join(p for c in checks for p in c.failures))
 
 
 def make_samples(cfg: ModelConfig, test_x: np.ndarray, test_y: np.ndarray,
@@ -73,7 +104,7 @@ def make_samples(cfg: ModelConfig, test_x: np.ndarray, test_y: np.ndarray,
         lengths[0] = cfg.context_length  # one sequence without padding
         for row, length in enumerate(lengths):
             random[row, length:] = cfg.pad_id
-    keep = choose(len(test_x), max_test, seed)
+    keep = subset(len(test_x), max_test, seed)
     return Samples(random, test_x[keep], test_y[keep], len(test_x))
 
 
@@ -132,16 +163,23 @@ def run_all(runner: Runner, x: np.ndarray) -> np.ndarray:
     return np.concatenate([runner.run(x[i:i + 1]) for i in range(len(x))])
 
 
-def check(precision: str, reference: np.ndarray, logits: np.ndarray, samples: Samples) -> dict[str, Any]:
-    """Parity figures and test accuracy of one artifact, given its logits on all samples.
-
-    `reference` and `logits` hold the random inputs first, then the test samples.
-    """
+def check(file: str, precision: str, reference: np.ndarray, logits: np.ndarray, samples: Samples,
+          logit_scale: float) -> Check:
+    """The figures of one artifact, given its logits and PyTorch's on all samples (the random
+    inputs first, then the test samples), with the limits for its precision."""
     n_random = len(samples.random)
-    return {
-        "parity": device_parity.figures(reference, logits, n_random),
-        "test_accuracy": float((logits[n_random:].argmax(1) == samples.test_y).mean()),
-    }
+    parity = device_parity.figures(reference, logits, n_random)
+    return Check(file=file, precision=precision, max_abs_diff=parity["max_abs_diff"],
+                 max_abs_diff_limit=tolerance(precision, logit_scale),
+                 top1_agreement=parity["top1_agreement"], min_top1_agreement=MIN_TOP1_AGREEMENT.get(precision),
+                 samples=parity["samples"], test_samples=len(samples.test_x),
+                 test_accuracy=float((logits[n_random:].argmax(1) == samples.test_y).mean()))
+
+
+def validate(checks: list[Check]) -> None:
+    """Raise VerificationError when any artifact missed a limit."""
+    if any(c.failures for c in checks):
+        raise VerificationError(checks)
 
 
 def tolerance(precision: str, logit_scale: float) -> float | None:
@@ -150,11 +188,3 @@ def tolerance(precision: str, logit_scale: float) -> float | None:
     if limit is not None and precision in SCALED_BY_LOGITS:
         limit *= max(1.0, logit_scale)
     return limit
-
-
-def failures(file: str, precision: str, figures: dict[str, Any], test_samples: int,
-             logit_scale: float) -> list[str]:
-    """The checks this artifact misses, each with its figures; empty when it passes (the same
-    check a device runs later, payattn.runtime.parity, with the limits the manifest records)."""
-    return device_parity.problems(file, precision, figures["parity"], tolerance(precision, logit_scale),
-                                  MIN_TOP1_AGREEMENT.get(precision), test_samples)
