@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
-import typer
+try:
+    import typer
+except ModuleNotFoundError:  # `pip install payattn` alone is numpy only (what a device needs)
+    raise SystemExit("the payattn command needs its command-line packages: pip install 'payattn[cli]'") from None
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
