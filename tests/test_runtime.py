@@ -407,3 +407,14 @@ def test_git_commit_of_this_checkout_and_without_git(monkeypatch):
     assert git_commit() == (head.stdout.strip() if head.returncode == 0 else None)
     monkeypatch.setenv("PATH", "")
     assert git_commit() is None
+
+
+def test_litert_delegate_notice_is_silenced_but_real_errors_pass(dirs, capfd):
+    from payattn.runtime.runners import quiet_native_stderr
+
+    artifact = load_artifact(dirs["vision"] / "model_fp32.tflite")
+    open_runner("litert", artifact.path, artifact.inputs).run()
+    assert "XNNPACK" not in capfd.readouterr().err
+    with quiet_native_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: real trouble\n")
+    assert capfd.readouterr().err == "ERROR: real trouble\n"

@@ -22,6 +22,7 @@ from payattn.data import subset
 from payattn.errors import PayattnError
 from payattn.models import ModelConfig
 from payattn.runtime import parity as device_parity
+from payattn.runtime.runners import quiet_native_stderr
 
 # Max abs logit difference allowed against PyTorch, by precision (ONNX counts as fp32).
 MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 1e-2}
@@ -137,8 +138,9 @@ def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> Runner:
     """Load with LiteRT; an NHWC image input gets PyTorch's NCHW samples transposed."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=THREADS)
-    interpreter.allocate_tensors()
+    with quiet_native_stderr():
+        interpreter = Interpreter(model_path=str(path), num_threads=THREADS)
+        interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     shape = tuple(int(d) for d in inp["shape"])
     nhwc = len(torch_shape) == 4 and shape == tuple(torch_shape[i] for i in (0, 2, 3, 1))

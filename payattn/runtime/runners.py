@@ -11,9 +11,14 @@ other.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
@@ -32,6 +37,8 @@ PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][0][1] for runtime in RUNTIMES}
 DEFAULT_GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 # One seed for every artifact: mechanisms compared on the same task see the same inputs.
 INPUT_SEED = 0
+# What LiteRT's C++ core prints on stderr, unasked, when it creates its default CPU delegate.
+NATIVE_NOISE = re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\s*$")
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -182,7 +189,8 @@ def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, n
     interpreter_module = runtime_module("litert")
     start = time.perf_counter_ns()
     try:
-        interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
+        with quiet_native_stderr():
+            interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
     except Exception as exc:
         raise _load_error(path, "litert", exc) from None
     details = _litert_inputs(interpreter)
@@ -194,7 +202,8 @@ def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, n
             detail = details[spec["name"]]
             if list(detail["shape"]) != list(spec["shape"]):  # a dynamic dimension: fix it to the spec
                 interpreter.resize_tensor_input(detail["index"], list(spec["shape"]))
-        interpreter.allocate_tensors()
+        with quiet_native_stderr():
+            interpreter.allocate_tensors()
     except Exception as exc:
         raise _load_error(path, "litert", exc) from None
     init_ms = (time.perf_counter_ns() - start) / 1e6
@@ -202,6 +211,27 @@ def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, n
         interpreter.set_tensor(details[spec["name"]]["index"], feeds[spec["name"]])
     return Runner("litert", runtime_version("litert"), None, threads, path, init_ms, feeds,
                   interpreter.invoke)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(noise: re.Pattern[str] = NATIVE_NOISE) -> Iterator[None]:
+    """Hold back what native code writes to file descriptor 2 in the block, then pass on every
+    line but `noise`: LiteRT announces its delegate from C++, past Python's sys.stderr, and the
+    line would break progress output. Real warnings and errors still reach stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not noise.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def _litert_inputs(interpreter: Any) -> dict[str, dict[str, Any]]:
