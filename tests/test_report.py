@@ -62,7 +62,7 @@ def line(mech: str, device: str, runtime: str, fmt: str, precision: str, file: s
         "init_ms": 12.5, "first_inference_ms": 3.1,
         "latency_ms": {"mean": p50 * 1.02, "std": p50 * 0.05, "min": p50 * 0.9, "p10": p50 * 0.95,
                        "p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.3, "max": p50 * 1.6},
-        "peak_memory_bytes": None, "harness_overhead_ms": 0.004,
+        "peak_memory_bytes": 3_500_000 if device == "pi5" else None, "harness_overhead_ms": 0.004,
     }
 
 
@@ -108,15 +108,13 @@ def test_headline_has_one_row_per_mechanism_with_measured_speedups(rendered) -> 
     md = paths.md.read_text(encoding="utf-8")
     header, rows = table_rows(md, "mnist-5k / mnist-tiny: fp32, 1 thread")
     assert [r[0] for r in rows] == list(MECHANISMS)
-    assert header[:4] == ["mechanism", "params", "attention params", "test accuracy (fp32)"]
-    assert header[-1] == "FLOP-model speed-up"
-    latency_columns = [h for h in header if h.endswith(": p50 ms (speed-up)")]
-    assert latency_columns == [f"{d} · {rt}: p50 ms (speed-up)" for d in DEVICES for rt in ("onnxruntime", "litert")]
+    latency_columns = [f"{d} · {rt}: p50 ms (speed-up)" for d in DEVICES for rt in ("onnxruntime", "litert")]
+    assert header == ["mechanism", *latency_columns, "FLOP-model speed-up", "test accuracy (fp32)", "params",
+                      "attention params"]  # latency first; sizes are in the artifacts table
     for mech, row in zip(MECHANISMS, rows):
         cells = dict(zip(header, row))
         assert cells["params"] == f"{PARAMS[mech]:,}"
         assert cells["FLOP-model speed-up"] == f"{FLOPS['standard'] / FLOPS[mech]:.2f}×"
-        assert cells["size tflite fp16"] == f"{(25_000 * PARAMS[mech] // 12000) / 1e3:.1f} kB"
         for device in DEVICES:
             for runtime in ("onnxruntime", "litert"):
                 p50 = p50_of(mech, device, runtime, "fp32")
@@ -125,6 +123,23 @@ def test_headline_has_one_row_per_mechanism_with_measured_speedups(rendered) -> 
                     p50 = 0.111  # the latest of three measurements
                 cell = cells[f"{device} · {runtime}: p50 ms (speed-up)"]
                 assert cell.endswith(f"({std / p50:.2f}×)"), (mech, device, runtime, cell)
+
+
+def test_report_leads_with_a_verdict_and_sizes_in_binary_units(rendered) -> None:
+    paths, _ = rendered
+    md = paths.md.read_text(encoding="utf-8")
+    lead = md.split("\n\n")[1]
+    ratios = [p50_of("standard", d, rt, "fp32") / p50_of("efficient", d, rt, "fp32")
+              for d in DEVICES for rt in ("onnxruntime", "litert")]
+    ratios[0] = p50_of("standard", "laptop", "onnxruntime", "fp32") / 0.111  # the latest line
+    assert lead == (f"**On mnist-5k / mnist-tiny at fp32, 1 thread, efficient is the fastest mechanism, "
+                    f"{min(ratios):.2f}–{max(ratios):.2f}× as fast as standard (p50) on 6 device × runtime "
+                    f"pairs, at test accuracy 95.20% against standard's 95.00%.**")
+    assert '<p class="lead">On mnist-5k' in paths.html.read_text(encoding="utf-8")
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny: artifacts")
+    sizes = {(r[0], r[2], r[1]): r[header.index("size")] for r in rows}
+    assert sizes["super", "fp16", "tflite"] == f"{(25_000 * PARAMS['super'] // 12000) / 1024:.1f} KiB"
+    assert " kB" not in md and " MB" not in md and " GB" not in md
 
 
 def test_latest_measurement_is_used_and_said(rendered) -> None:
@@ -142,9 +157,13 @@ def test_detail_tables_cover_other_precisions_and_threads(rendered) -> None:
     assert len(rows) == len(CONFIGS) * len(MECHANISMS) + 1
     four = [dict(zip(header, r)) for r in rows if r[header.index("threads")] == "4"]
     assert [(c["mechanism"], c["p50 ms"], c["speed-up"]) for c in four] == [("standard", "0.0900", "1.00×")]
+    assert header[4:9] == ["p50 ms", "p10–p90 ms", "p99 ms", "speed-up", "peak memory"]
+    assert four[0]["p99 ms"] == "0.117" and four[0]["peak memory"] == "—"  # this line measured no memory
     fp16 = {r[3]: dict(zip(header, r)) for r in rows if r[1] == "fp16"}
     expected = p50_of("standard", "laptop", "litert", "fp16") / p50_of("super", "laptop", "litert", "fp16")
     assert fp16["super"]["speed-up"] == f"{expected:.2f}×"
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny on pi5 (ssh): all configurations")
+    assert {r[header.index("peak memory")] for r in rows} == {"3.34 MiB"}
 
 
 def test_csv_has_one_row_per_line_in_a_stable_order(rendered) -> None:
@@ -198,8 +217,11 @@ def test_missing_standard_and_several_tasks(tmp_path: Path) -> None:
     assert text.count("### ") == 2
     _, rows = table_rows(text, "movie-reviews / text-tiny: fp32, 1 thread")
     assert [r[0] for r in rows] == ["efficient", "super"]
-    assert all(r[-2].endswith("(—)") and r[-1] == "—" for r in rows)
+    assert all(r[1].endswith("(—)") and r[2] == "—" for r in rows)
     tables = headline_tables(write_jsonl(tmp_path / "r.jsonl", lines))
+    md = report(tmp_path / "r.jsonl", tmp_path / "out").md.read_text(encoding="utf-8")
+    assert ("**On movie-reviews / text-tiny at fp32, 1 thread, no mechanism was measured beside standard, "
+            "so there is no speed-up to report.**") in md
     assert [t.title for t in tables] == ["mnist-5k / mnist-tiny: fp32, 1 thread",
                                          "movie-reviews / text-tiny: fp32, 1 thread"]
 

@@ -26,21 +26,23 @@ from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
-                                   latency_tables)
+                                   latency_tables, verdict)
 
 __all__ = ["ReportPaths", "Table", "report", "headline_table", "headline_tables", "load_results"]
 
 Results = Union[Path, str, Iterable[Union[Mapping[str, Any], Result]]]
 
 # A document is a list of blocks that both renderers understand.
-Block = tuple[str, Any]  # ("h1"|"h2"|"h3"|"p", text) | ("table", Table) | ("img", (relative path, alt))
+Block = tuple[str, Any]  # ("h1"|"h2"|"h3"|"p"|"lead", text) | ("table", Table) | ("img", (path, alt))
 
+# Wide enough for a headline of three devices × two runtimes at 1400 px; prose stays narrow.
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1200px;
-padding:0 1rem;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:1800px;
+padding:0 1rem;color:#222;line-height:1.45}p{max-width:60rem}p.lead{font-size:1.15rem;font-weight:600}
+th{white-space:normal;vertical-align:bottom;min-width:4.5rem}
 h1,h2,h3{line-height:1.2}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}
 .scroll{overflow-x:auto}table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.25rem .55rem;white-space:nowrap}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:.25rem .5rem}td{white-space:nowrap}th{background:#f3f3f3}
 td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}td.l,th.l{text-align:left}
 tbody tr:nth-child(even){background:#fafafa}p.note{color:#555;font-size:.9rem}p.title{font-weight:600;margin-bottom:0}
 img{max-width:100%;height:auto;border:1px solid #eee}
@@ -76,13 +78,14 @@ def _slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _intro(source: Path, total: int, used: int) -> list[Block]:
+def _intro(source: Path, total: int, used: list[Result]) -> list[Block]:
+    verdicts: list[Block] = [("lead", verdict([r for r in used if r.group == g])) for g in groups(used)]
     return [
-        ("h1", "payattn report"),
-        ("p", f"Source: {source} — {total} result lines, {used} used. When a configuration "
+        ("h1", "payattn report"), *verdicts,
+        ("p", f"Source: {source} — {total} result lines, {len(used)} used. When a configuration "
               "(task × preset × mechanism × artifact format × precision × runtime × device × "
               "threads) was measured more than once, only its latest line (by timestamp) is used; "
-              f"{total - used} older lines are left out of the tables and plots but kept in "
+              f"{total - len(used)} older lines are left out of the tables and plots but kept in "
               "report.csv (column used_in_tables = 0)."),
         ("p", "Latency is the wall time of one inference in ms: p50 with p10–p90. Speed-up = "
               "standard's p50 ÷ the mechanism's p50 on the same device, runtime, precision and "
@@ -102,6 +105,8 @@ def _render_markdown(blocks: list[Block]) -> str:
             parts.append("#" * int(kind[1]) + " " + value)
         elif kind == "p":
             parts.append(value)
+        elif kind == "lead":
+            parts.append(f"**{value}**")
         elif kind == "table":
             note = f"\n\n{value.note}" if value.note else ""
             title = f"**{value.title}**\n\n" if value.title else ""
@@ -117,8 +122,8 @@ def _render_html(blocks: list[Block], root: Path) -> str:
     for kind, value in blocks:
         if kind in ("h1", "h2", "h3"):
             parts.append(f"<{kind}>{html.escape(value)}</{kind}>")
-        elif kind == "p":
-            parts.append(f"<p>{html.escape(value)}</p>")
+        elif kind in ("p", "lead"):
+            parts.append(f'<p class="{kind}">{html.escape(value)}</p>')
         elif kind == "table":
             note = f'<p class="note">{html.escape(value.note)}</p>' if value.note else ""
             title = f'<p class="title">{html.escape(value.title)}</p>' if value.title else ""
@@ -178,7 +183,7 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
     try:
         (staging / "plots").mkdir()
-        blocks = _intro(results_path, len(results), len(used)) if results else [("h1", "payattn report")]
+        blocks = _intro(results_path, len(results), used) if results else [("h1", "payattn report")]
         plot_names: list[str] = []
         taken: set[str] = set()
         for task, preset in groups(used):

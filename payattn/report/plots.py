@@ -94,10 +94,10 @@ def size_plot(results: list[Result], path: Path) -> None:
             hit = [r for r in results if (r.mechanism, r.fmt, r.precision) == (m, fmt, precision)]
             if hit:
                 xs.append(x + offset)
-                sizes.append(hit[-1].data["artifact"]["bytes"] / 1e3)
+                sizes.append(hit[-1].data["artifact"]["bytes"] / 1024)
         ax.bar(xs, sizes, bar, label=f"{fmt} {precision}")
     ax.set_xticks(range(len(mechs)), mechs)
-    ax.set_ylabel("file size kB")
+    ax.set_ylabel("file size KiB")
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(5, len(kinds)), fontsize="small")
     ax.set_title(f"{task} / {preset}: artifact size")

@@ -60,9 +60,12 @@ def fmt_ms(x: float) -> str:
 
 
 def fmt_bytes(n: int) -> str:
-    if n < 1000:
+    """Binary units, as everywhere payattn prints a size: B, KiB, MiB, GiB."""
+    if n < 2**10:
         return f"{n} B"
-    return f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.1f} GB"
+    if n < 2**20:
+        return f"{n / 2**10:.1f} KiB"
+    return f"{n / 2**20:.2f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def fmt_ratio(numerator: float | None, denominator: float | None) -> str:
@@ -150,24 +153,19 @@ def speedup(result: Result, base: Result | None) -> tuple[str, bool]:
 # ---- tables -----------------------------------------------------------------------------
 
 def headline(results: list[Result]) -> Table:
-    """Table 5 of the paper for one task × preset: one row per mechanism, the common configuration."""
+    """Table 5 of the paper for one task × preset: one row per mechanism, the common configuration;
+    latency and speed-up first, then the FLOP model, accuracy and parameters (sizes: artifact_table)."""
     task, preset = results[0].group
     precision, threads = headline_config(results)
     mechs = ordered((r.mechanism for r in results), MECHANISMS)
-    kinds = artifact_kinds(results)
     at_config = [r for r in results if (r.precision, r.threads) == (precision, threads)]
-    columns = [(d, rt) for d in devices(at_config)
-               for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)]
+    columns = headline_columns(at_config)
     # Parameters and FLOPs belong to the model, so any line of the mechanism (the newest) has them.
     newest = {m: max((r for r in results if r.mechanism == m), key=lambda r: (r.when, r.line)) for m in mechs}
     standard = newest.get("standard")
     rows, marked = [], False
     for m in mechs:
-        row = [m, f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}",
-               fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m)]
-        for fmt, prec in kinds:
-            art = _pick(results, lambda r: r.mechanism == m and (r.fmt, r.precision) == (fmt, prec))
-            row.append(fmt_bytes(art.data["artifact"]["bytes"]) if art else DASH)
+        row = [m]
         for device, runtime in columns:
             config = (device, runtime, precision, threads)
             r, base = _at(at_config, m, config), _at(at_config, "standard", config)
@@ -178,23 +176,59 @@ def headline(results: list[Result]) -> Table:
             marked |= means
             shown = float(r.data["latency_ms"]["mean" if means else "p50"])
             row.append(f"{fmt_ms(shown)}{MEAN_MARK if means else ''} ({ratio})")
-        row.append(fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]))
+        row += [fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]),
+                fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m),
+                f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}"]
         rows.append(row)
     emulated = emulated_by(at_config)
-    header = (["mechanism", "params", "attention params", f"test accuracy ({precision})"]
-              + [f"size {fmt} {prec}" for fmt, prec in kinds]
-              + [f"{device_label(d, emulated)} · {rt}: p50 ms (speed-up)" for d, rt in columns]
-              + ["FLOP-model speed-up"])
+    header = (["mechanism"] + [f"{device_label(d, emulated)} · {rt}: p50 ms (speed-up)" for d, rt in columns]
+              + ["FLOP-model speed-up", f"test accuracy ({precision})", "params", "attention params"])
     plural = "s" if threads != 1 else ""
     return Table(
         title=f"{task} / {preset}: {precision}, {threads} thread{plural}",
         columns=header, rows=rows,
         note=(f"p50 latency in ms per inference at {precision} with {threads} thread{plural}; in "
               "brackets the measured speed-up versus standard on the same device and runtime. "
-              "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). Other "
-              "precisions and thread counts are in the detail tables."
+              "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). File sizes "
+              "are in the artifacts table; other precisions and thread counts, p99 and peak memory "
+              "in the detail tables."
               + (f" {MEAN_NOTE}" if marked else "") + (f" {EMULATED_NOTE}" if emulated else "")),
     )
+
+
+def headline_columns(at_config: list[Result]) -> list[tuple[str, str]]:
+    """The (device, runtime) pairs measured at the headline configuration, in report order."""
+    return [(d, rt) for d in devices(at_config)
+            for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)]
+
+
+def verdict(results: list[Result]) -> str:
+    """One sentence for one task × preset: which mechanism was fastest against standard, by how
+    much and where, at the headline configuration, and what it gives up in accuracy."""
+    task, preset = results[0].group
+    precision, threads = headline_config(results)
+    at_config = [r for r in results if (r.precision, r.threads) == (precision, threads)]
+    where = f"{task} / {preset} at {precision}, {threads} thread{'s' if threads != 1 else ''}"
+    ratios: dict[str, list[float]] = {}
+    for device, runtime in headline_columns(at_config):
+        config = (device, runtime, precision, threads)
+        base = _at(at_config, "standard", config)
+        for m in MECHANISMS[1:]:
+            r = _at(at_config, m, config)
+            if r is not None and base is not None:
+                stat = "p50" if r.latency("p50") is not None and base.latency("p50") is not None else "mean"
+                ratios.setdefault(m, []).append(base.latency(stat) / r.latency(stat))
+    if not ratios:
+        return f"On {where}, no mechanism was measured beside standard, so there is no speed-up to report."
+    best = max(ratios, key=lambda m: math.prod(ratios[m]) ** (1 / len(ratios[m])))
+    low, high = min(ratios[best]), max(ratios[best])
+    span = f"{low:.2f}×" if round(low, 2) == round(high, 2) else f"{low:.2f}–{high:.2f}×"
+    pairs = len(ratios[best])
+    accuracy = {m: fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m)
+                for m in (best, "standard")}
+    return (f"On {where}, {best} is the fastest mechanism, {span} as fast as standard (p50) on "
+            f"{pairs} device × runtime pair{'s' if pairs != 1 else ''}, at test accuracy "
+            f"{accuracy[best]} against standard's {accuracy['standard']}.")
 
 
 def latency_tables(results: list[Result]) -> list[Table]:
@@ -213,16 +247,19 @@ def latency_tables(results: list[Result]) -> list[Table]:
             ratio, ratio_is_mean = speedup(r, _at(on_device, "standard", r.config))
             p10, p90 = r.latency("p10"), r.latency("p90")
             marked |= typical_is_mean or ratio_is_mean
+            p99, peak = r.latency("p99"), r.data["peak_memory_bytes"]
             rows.append([r.runtime, r.precision, str(r.threads), r.mechanism,
                          fmt_ms(typical) + (MEAN_MARK if typical_is_mean else ""),
                          DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
+                         DASH if p99 is None else fmt_ms(p99),
                          ratio + (MEAN_MARK if ratio_is_mean and ratio != DASH else ""),
+                         DASH if peak is None else fmt_bytes(peak),
                          fmt_ms(r.data["init_ms"]), str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
         where = f"{kind}, emulated by {emulated[device]}" if device in emulated else kind
         tables.append(Table(
             title=f"{task} / {preset} on {device} ({where}): all configurations",
-            columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms",
-                     "speed-up", "init ms", "runs", "measured (UTC)"],
+            columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms", "p99 ms",
+                     "speed-up", "peak memory", "init ms", "runs", "measured (UTC)"],
             rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "",
                                                   EMULATED_NOTE if device in emulated else "") if n),
             left={0, 1, 3}))
