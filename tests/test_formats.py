@@ -16,6 +16,7 @@ from payattn.runtime.settings import BenchSettings
 from payattn.bench import bench, build_job
 from payattn.runtime import RuntimeJobError
 from payattn.runtime.formats import JOB, MANIFEST, RESULT
+from payattn.runtime.settings import BenchSettings
 
 QUICK = {"settings": BenchSettings(runs=3, warmup_runs=1, min_seconds=0, warmup_seconds=0)}
 
