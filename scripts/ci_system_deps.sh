@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python's: an OpenSSH server (the SSH device tests start
-# a real sshd on a loopback port), the ssh/scp/ssh-keygen clients, and for the emulated
-# Raspberry Pi QEMU's user-mode emulators, binfmt-support and debootstrap. Installs with apt-get
-# when missing, then builds the emulated Pi's arm64 rootfs unless it is cached
-# (scripts/emulated-pi.sh build: about 5 minutes once, then reused). Needs root (CI runs as
-# root). Safe to run repeatedly.
+# a real sshd on a loopback port), the ssh/scp/ssh-keygen clients, Chromium (the HTML report
+# is measured in a headless browser), and for the emulated Raspberry Pi QEMU's user-mode
+# emulators, binfmt-support and debootstrap. Installs with apt-get when missing, then builds the
+# emulated Pi's arm64 rootfs unless it is cached (scripts/emulated-pi.sh build: about 5 minutes
+# once, then reused). Needs root (CI runs as root). Safe to run repeatedly.
 set -euo pipefail
 
 missing=()
@@ -15,6 +15,7 @@ done
 command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)
 command -v update-binfmts >/dev/null 2>&1 || missing+=(binfmt-support)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if [ "$(id -u)" -ne 0 ]; then
     if [ ${#missing[@]} -ne 0 ]; then
@@ -30,6 +31,6 @@ if [ ${#missing[@]} -ne 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
     echo "ci_system_deps: installed ${missing[*]}"
 else
-    echo "ci_system_deps: openssh, qemu-user-static, binfmt-support and debootstrap are present"
+    echo "ci_system_deps: openssh, chromium, qemu-user-static, binfmt-support and debootstrap are present"
 fi
 bash "$(dirname "$0")/emulated-pi.sh" build >/dev/null
