@@ -27,6 +27,7 @@ from payattn.runtime.settings import BenchSettings, describe
 
 console = Console()
 err_console = Console(stderr=True)
+PIPED_WIDTH = 100_000  # rich draws a table at its natural width, never padded to this
 
 
 def print_error(message: str) -> None:
@@ -178,7 +179,7 @@ def info(
                 (k.attention_params, base.attention_params), (k.params, base.params),
                 (k.attention_flops, base.attention_flops), (k.flops, base.flops))),
         )
-    console.print(table)
+    table_console().print(table)
     console.print("(×) is the ratio to standard. FLOPs per input: multiply-add = 2; softmax, "
                   "norms and biases ignored. "
                   f"Presets: {', '.join(PRESETS)}.")
@@ -195,7 +196,7 @@ def tasks() -> None:
     for t in TASKS.values():
         table.add_row(t.name, t.kind, t.default_preset, "shipped" if t.embedded else "--data-dir",
                       t.description)
-    console.print(table)
+    table_console().print(table)
 
 
 
@@ -268,7 +269,7 @@ def train(
                                 threads=threads, force=force, progress=hooks.training(label))
             hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
             rows.append((mech, run_dir, metrics))
-    console.print(training_summary(task, rows))
+    table_console().print(training_summary(task, rows))
 
 
 SWEEP_LIST = "Comma list of values to sweep (each is a point); default: the preset's."
@@ -354,15 +355,25 @@ def training_summary(task: str, rows: list[tuple[str, Path, dict[str, Any]]]) ->
 
 
 def export_summary(manifests: list[Any]) -> Table:
-    table = Table(title="export summary")
-    for col in ("mechanism", "artifact", "size", "max |Δ| vs torch", "top-1 agree", "test acc", "ops"):
-        table.add_column(col, justify="left" if col in ("mechanism", "artifact") else "right")
+    """Each artifact's checks against their limits, as verified (an export that missed one failed)."""
+    from payattn.report.tables import fmt_bytes
+
+    table = Table(title="export summary: every artifact against PyTorch")
+    for col in ("mechanism", "artifact", "size", "max |Δ logit| ≤ limit", "top-1 agreement ≥ floor",
+                "test accuracy", "ops", "checks"):
+        table.add_column(col, justify="left" if col in ("mechanism", "artifact", "checks") else "right")
     for m in manifests:
+        limits, floors = m["verification"]["max_abs_diff"], m["verification"]["min_top1_agreement"]
         for a in m["artifacts"]:
-            parity = a["parity"]
-            table.add_row(m["mechanism"], a["file"], f"{a['bytes'] / 1024:,.1f} KiB",
-                          f"{parity['max_abs_diff']:.2e}", f"{parity['top1_agreement']:.1%}",
-                          f"{a['test_accuracy']:.2%}", str(a["operator_count"]))
+            parity, limit, floor = a["parity"], limits.get(a["precision"]), floors.get(a["precision"])
+            passed = ((limit is None or parity["max_abs_diff"] <= limit)
+                      and (floor is None or parity["top1_agreement"] >= floor))
+            table.add_row(m["mechanism"], a["file"], fmt_bytes(a["bytes"]),
+                          f"{parity['max_abs_diff']:.1e} ≤ {limit:.2g}" if limit is not None
+                          else f"{parity['max_abs_diff']:.1e} (no limit)",
+                          f"{parity['top1_agreement']:.1%} ≥ {floor:.0%}" if floor is not None
+                          else f"{parity['top1_agreement']:.1%} (no floor)",
+                          f"{a['test_accuracy']:.2%}", str(a["operator_count"]), "pass" if passed else "FAIL")
     return table
 
 
@@ -398,7 +409,7 @@ def export(
                 checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
                 data_dir=data_dir, precisions=precision, out=out, runs_dir=runs_dir, force=force,
                 hooks=bar_hooks(bar))
-    console.print(export_summary(manifests))
+    table_console().print(export_summary(manifests))
     for job in jobs:
         trained = f" (model trained first into {job.run_dir})" if job.trained else ""
         console.print(f"wrote {job.out_dir}{trained}")
@@ -559,8 +570,9 @@ def verify_command(
 
 
 def table_console() -> Console:
-    """Piped output (a log, CI) is not wrapped to 80 columns: the tables are wide."""
-    return console if console.is_terminal else Console(width=240)
+    """Where tables go: the terminal, or for piped output (a log, CI) a console as wide as any
+    table, so no table is cut at 80 columns or truncated with "…"."""
+    return console if console.is_terminal else Console(width=PIPED_WIDTH)
 
 
 def print_headlines(results: Any) -> None:
@@ -680,7 +692,7 @@ def devices_list(devices_file: Optional[Path] = typer.Option(None, help=DEVICES_
         table.add_column(col)
     for spec in list_devices(devices_file):
         table.add_row(spec.name, spec.kind, spec.target)
-    console.print(table)
+    table_console().print(table)
 
 
 @devices_app.command("remove")

@@ -55,3 +55,32 @@ def test_devices_list_and_report_stay_light(tmp_path: Path, results_file: Path) 
     assert heavy == [] and "local" in stdout
     heavy, _, _ = run_cli("report", str(results_file), "--out", str(tmp_path / "report"))
     assert heavy == [] and (tmp_path / "report" / "report.html").is_file()
+
+
+def test_piped_report_prints_whole_tables(tmp_path: Path, results_file: Path) -> None:
+    heavy, stdout, _ = run_cli("report", str(results_file), "--out", str(tmp_path / "report"))
+    assert heavy == [] and "…" not in stdout
+    header = next(line for line in stdout.splitlines() if "mechanism" in line)
+    assert "laptop · onnxruntime: p50 ms (speed-up)" in header and len(header) > 80
+
+
+def test_export_summary_states_each_check_against_its_limit(tmp_path: Path) -> None:
+    from rich.console import Console
+    from tiny_artifacts import copy_artifact_dirs
+
+    from payattn.cli import PIPED_WIDTH, export_summary
+    from payattn.runtime.artifacts import load_manifest
+
+    directory = copy_artifact_dirs(tmp_path)["vision"]
+    manifest = load_manifest(directory)
+    manifest["verification"].update(max_abs_diff={"fp32": 1e-4}, min_top1_agreement={"int8": 0.98})
+    manifest["artifacts"][0]["parity"].update(max_abs_diff=3.2e-6, top1_agreement=1.0)
+    manifest["artifacts"][1]["parity"].update(max_abs_diff=2.5e-4, top1_agreement=0.99)
+    out = Console(width=PIPED_WIDTH, record=True)
+    out.print(export_summary([manifest]))
+    text = out.export_text()
+    onnx_row = next(line for line in text.splitlines() if "model.onnx" in line)
+    tflite_row = next(line for line in text.splitlines() if "model_fp32.tflite" in line)
+    assert "3.2e-06 ≤ 0.0001" in onnx_row and "100.0% (no floor)" in onnx_row and onnx_row.rstrip(" │").endswith("pass")
+    assert "2.5e-04 ≤ 0.0001" in tflite_row and tflite_row.rstrip(" │").endswith("FAIL")
+    assert " KiB" in onnx_row or " B " in onnx_row
