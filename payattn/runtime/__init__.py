@@ -5,23 +5,20 @@ modules but `payattn.__version__`), because it is copied to a device as it is an
 `python -m payattn.runtime JOB.json`.
 """
 
-from payattn.runtime.artifacts import Artifact, load_artifact
-from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.job import run_job
-from payattn.runtime.results import append_results, validate_result
-from payattn.runtime.runners import RUNTIMES, Runner, make_inputs, open_runner
-from payattn.runtime.timing import summarize
+import importlib
+from typing import Any
 
-__all__ = [
-    "RUNTIMES",
-    "Artifact",
-    "Runner",
-    "RuntimeJobError",
-    "append_results",
-    "load_artifact",
-    "make_inputs",
-    "open_runner",
-    "run_job",
-    "summarize",
-    "validate_result",
-]
+# Exported name -> its module, imported on first use: the CLI's light commands load
+# payattn.runtime.errors and .formats without numpy or the runtimes.
+_EXPORTS = {
+    "Artifact": "artifacts", "load_artifact": "artifacts", "RuntimeJobError": "errors", "run_job": "job",
+    "append_results": "results", "validate_result": "results", "RUNTIMES": "runners", "Runner": "runners",
+    "make_inputs": "runners", "open_runner": "runners", "summarize": "timing",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'payattn.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"payattn.runtime.{_EXPORTS[name]}"), name)

@@ -74,6 +74,7 @@ RESULT = Format("result", "result line")
 MANIFEST = Format("manifest", "manifest")
 JOB = Format("job", "job")
 PARITY = Format("parity", "parity line")
+DEFAULT_GRAPH_OPTIMIZATION = JOB.schema["properties"]["graph_optimization"]["default"]
 
 
 def _resolve(ref: str, base: str) -> tuple[dict[str, Any], str]:

@@ -29,12 +29,11 @@ import numpy as np
 
 from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.formats import INPUT_DTYPES, ORT_LEVELS, RUNTIMES
+from payattn.runtime.formats import DEFAULT_GRAPH_OPTIMIZATION, INPUT_DTYPES, ORT_LEVELS, RUNTIMES
 
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
 _MODULES = {runtime: tuple(module for module, _ in RUNTIME_MODULES[runtime]) for runtime in RUNTIMES}
 PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][0][1] for runtime in RUNTIMES}
-DEFAULT_GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 # One seed for every artifact: mechanisms compared on the same task see the same inputs.
 INPUT_SEED = 0
 # What LiteRT's C++ core prints on stderr, unasked, when it creates its default CPU delegate.

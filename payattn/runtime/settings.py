@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.formats import JOB, ORT_LEVELS
-from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION
+from payattn.runtime.formats import DEFAULT_GRAPH_OPTIMIZATION, JOB, ORT_LEVELS
 
 # setting -> (command-line flag, help).
 FLAGS: dict[str, tuple[str, str]] = {
