@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/ci_system_deps.sh
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	$(PIP_INSTALL) -e '.[test,ray]'
 	$(BIN)/python -m pytest
 
 clean:
