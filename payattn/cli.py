@@ -484,6 +484,7 @@ def bench(
     devices_file: Optional[Path] = typer.Option(None, help="Device registry file (default: the user's config dir)."),
     xnnpack: Optional[bool] = typer.Option(None, "--xnnpack/--no-xnnpack", help="Android only: benchmark_model's --use_xnnpack (default: its own)."),
     verify_first: bool = typer.Option(False, "--verify", help="First check each device's outputs against PyTorch's (as `payattn verify`); bench only if all pass."),
+    profile: bool = typer.Option(False, "--profile", help="After the timed runs, record each artifact's time per operator (ONNX Runtime's profiler; Android's benchmark_model op profiling; LiteRT's Python API has none)."),
 ) -> None:
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
@@ -493,7 +494,7 @@ def bench(
 
     settings = BenchSettings(threads=parse_threads(threads), runs=runs, warmup_runs=warmup,
                              min_seconds=min_seconds, warmup_seconds=warmup_seconds,
-                             timeout_seconds=timeout)
+                             timeout_seconds=timeout, profile=profile)
     dirs = list(artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism)))
     devices = split_list(device, "--device")
     job = build_job(dirs, split_list(runtime, "--runtime"), parse_precisions(precision), settings)

@@ -12,7 +12,8 @@ next to the whole-model FLOP speed-up (and their ratio: how much of the FLOP mod
 runtime delivers); LiteRT over ONNX Runtime and int8 over fp32; achieved GFLOP/s as a share of
 this core's single-thread sgemm rate; the speed-up from 2 threads; and each artifact's peak
 memory; with --profile, ONNX Runtime's time per operator type and the attention layers' share
-of it for each mechanism. Timing targets live here rather than in unit tests: a shared machine makes single
+of it for each mechanism (payattn.runtime.profile; LiteRT's Python API has no per-operator
+timings). Timing targets live here rather than in unit tests: a shared machine makes single
 timings noisy, and only the ratios of one interleaved run compare.
 
 The sgemm reference runs in a child process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
@@ -33,13 +34,15 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from payattn.bench import bench  # noqa: E402
 from payattn.errors import PayattnError  # noqa: E402
 from payattn.export import export  # noqa: E402
+from payattn.export.manifest import Manifest  # noqa: E402
 from payattn.mechanisms import MECHANISMS  # noqa: E402
+from payattn.runtime.profile import onnxruntime_profile  # noqa: E402
+from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, make_inputs  # noqa: E402
 from payattn.runtime.settings import BenchSettings  # noqa: E402
 from payattn.train import train  # noqa: E402
 
@@ -95,48 +98,17 @@ def measure(preset: str, out: Path, precisions: list[str], settings: BenchSettin
                  results_path=out / "results.jsonl", device_name="local")
 
 
-def ort_profile(artifact_dir: Path, runs: int = 300) -> tuple[dict[str, float], float]:
-    """Time per operator type (share of all kernel time) of an artifact's model.onnx, from ONNX
-    Runtime's session profiler over `runs` inferences with one thread, and the share of the
-    attention layers' nodes (their names hold '/attn/'). LiteRT's Python API exposes no
-    per-operator timings, so its artifacts are not profiled here."""
-    import onnxruntime as ort
-
-    from payattn.export.manifest import Manifest
-    from payattn.runtime.runners import make_inputs
-
-    entry = Manifest.load(artifact_dir).artifact("fp32", "onnx")
-    options = ort.SessionOptions()
-    options.enable_profiling, options.intra_op_num_threads = True, 1
-    with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(str(artifact_dir / entry["file"]), options, providers=["CPUExecutionProvider"])
-        feeds = make_inputs(entry["inputs"])
-        for _ in range(runs):
-            session.run(None, feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    nodes: dict[tuple[str, str], list[float]] = {}  # (node, op) -> its time in every run
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            nodes.setdefault((event["name"], event["args"]["op_name"]), []).append(event["dur"])
-    by_op: dict[str, float] = {}
-    attention = total = 0.0
-    for (name, op), durations in nodes.items():  # medians: one preempted run must not count
-        typical = statistics.median(durations)
-        by_op[op] = by_op.get(op, 0.0) + typical
-        attention += typical if "/attn/" in name else 0.0
-        total += typical
-    return {op: t / total for op, t in sorted(by_op.items(), key=lambda kv: -kv[1])}, attention / total
-
-
 def print_profiles(preset: str, out: Path) -> None:
     print(f"\n## {preset}: ONNX Runtime per-operator profile (fp32, 1 thread)\n")
     print("| mechanism | attention share | top operators (share of kernel time) |")
     print("|---|--:|---|")
     for mech in MECHANISMS:
-        ops, attention = ort_profile(out / "artifacts" / preset / mech)
-        top = ", ".join(f"{op} {share:.0%}" for op, share in list(ops.items())[:5])
-        print(f"| {mech} | {attention:.0%} | {top} |")
+        artifact_dir = out / "artifacts" / preset / mech
+        entry = Manifest.load(artifact_dir).artifact("fp32", "onnx")
+        profile = onnxruntime_profile(artifact_dir / entry["file"], make_inputs(entry["inputs"]), 1,
+                                      DEFAULT_GRAPH_OPTIMIZATION, runs=300)
+        top = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["operators"][:5])
+        print(f"| {mech} | {profile['attention_share']:.0%} | {top} |")
 
 
 def summarise(preset: str, results: list[dict], peak: float) -> None:

@@ -224,7 +224,8 @@ elif args[0] == "shell" and "--graph=" in args[1]:
     runs.write_text(str(done + 1))
     if done >= int(os.environ.get("FAKE_ADB_DROP_AFTER", "1000")):
         sys.exit(print("error: closed", file=sys.stderr) or 1)
-    sys.stderr.write(Path(os.environ["FAKE_BENCHMARK_OUTPUT"]).read_text())
+    profiled = "--enable_op_profiling=true" in words and "FAKE_PROFILE_OUTPUT" in os.environ
+    sys.stderr.write(Path(os.environ["FAKE_PROFILE_OUTPUT" if profiled else "FAKE_BENCHMARK_OUTPUT"]).read_text())
 '''
 
 # Canned values standing in for a phone's `getprop`, /proc/meminfo and CPU list.
@@ -373,3 +374,18 @@ def test_adb_job_without_tflite_is_an_error(phone, tflite_job):
     with pytest.raises(DeviceError, match="no .tflite artifact"):
         AdbDevice(get_device("pixel", phone["devices"]), AdbSettings(adb=phone["adb"])).bench(tflite_job)
     assert not os.path.exists(phone["log"]) or not [c for c in logged(phone["log"]) if c[2] == "push"]
+
+
+def test_adb_profile_is_a_second_run_with_op_profiling(phone, tflite_job, tmp_path, monkeypatch):
+    from test_profile import BENCHMARK_MODEL_PROFILE
+
+    (tmp_path / "profiled.log").write_text(SYNAP_NNAPI + BENCHMARK_MODEL_PROFILE)
+    monkeypatch.setenv("FAKE_PROFILE_OUTPUT", str(tmp_path / "profiled.log"))
+    device = AdbDevice(get_device("pixel", phone["devices"]), AdbSettings(adb=phone["adb"]))
+    run = device.bench({**tflite_job, "threads": [1], "profile": True})
+    runs = [call[3] for call in logged(phone["log"]) if call[2] == "shell" and "--graph=" in call[3]]
+    assert ["--enable_op_profiling=true" in command for command in runs] == [False, True] * 2
+    result = run.results[0]
+    validate_result(result)
+    assert result["runs"] == 520 and result["profile"]["source"] == "benchmark_model"
+    assert [o["op"] for o in result["profile"]["operators"]] == ["TfLiteXNNPackDelegate", "GATHER", "CAST"]

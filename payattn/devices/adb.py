@@ -33,6 +33,7 @@ from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benc
 from payattn.devices.registry import DeviceSpec
 from payattn.runtime import RuntimeJobError, validate_result
 from payattn.runtime.artifacts import sha256_file
+from payattn.runtime.profile import parse_benchmark_model as parse_op_profile
 from payattn.runtime.env import git_commit
 from payattn.runtime.results import artifact_fields
 
@@ -248,14 +249,20 @@ class AdbDevice:
                                                       f"{artifact.path.name} ({exc}); last line: "
                                                       f"{last_error_line(text.splitlines())}") from None
                 result = self._result(artifact, parsed, threads, device, commit)
+                if job.get("profile"):  # a run of its own: op profiling slows the timed one
+                    profiled = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, log,
+                                                   measured=len(run.results), profile=True)
+                    result["profile"] = parse_op_profile(profiled, job["runs"])
+                    validate_result(result)
                 run.results.append(result)
                 if on_result is not None:
                     on_result(result)
         run.seconds = time.perf_counter() - started
         return run
 
-    def benchmark_argv(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict) -> str:
-        """The shell command for one run, in the harness's settings."""
+    def benchmark_argv(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
+                       profile: bool = False) -> str:
+        """The shell command for one run, in the harness's settings (`profile`: with op profiling)."""
         parts = []
         if self.spec.cpu_mask:
             parts += ["taskset", self.spec.cpu_mask]
@@ -264,10 +271,12 @@ class AdbDevice:
                   f"--num_runs={job['runs']}", f"--min_secs={job['min_seconds']}"]
         if self.settings.use_xnnpack is not None:
             parts.append(f"--use_xnnpack={'true' if self.settings.use_xnnpack else 'false'}")
+        if profile:
+            parts.append("--enable_op_profiling=true")
         return " ".join(shlex.quote(p) for p in parts)
 
     def _run_benchmark(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
-                       log: Log, measured: int) -> str:
+                       log: Log, measured: int, profile: bool = False) -> str:
         lines: list[str] = []
 
         def keep(line: str) -> None:
@@ -275,7 +284,7 @@ class AdbDevice:
             if "count=" in line or "Inference timings" in line:
                 log(f"{self.spec.name}: {graph.name} {threads} thread(s): {line.strip()}")
 
-        command = self.benchmark_argv(binary, graph, threads, job)
+        command = self.benchmark_argv(binary, graph, threads, job, profile)
         outcome = stream_process([self.settings.adb, "-s", self.spec.serial, "shell", command],
                                  on_stdout=keep, on_stderr=keep, timeout=self.settings.timeout)
         kept = f" ({measured} result(s) measured before it are kept)" if measured else ""

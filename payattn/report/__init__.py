@@ -26,7 +26,7 @@ from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
-                                   latency_tables, verdict)
+                                   latency_tables, profile_table, verdict)
 
 __all__ = ["ReportPaths", "Table", "report", "headline_table", "headline_tables", "load_results"]
 
@@ -199,6 +199,9 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
                        ("img", (size_png, f"{task} / {preset}: file size per mechanism and precision")),
                        ("h3", "Latency, every configuration")]
             blocks += [("table", t) for t in latency_tables(rs)]
+            profiles = profile_table(rs)
+            if profiles is not None:
+                blocks += [("h3", "Time per operator"), ("table", profiles)]
         for folder, sweep in loaded:
             sweep_part, sweep_plots = sweep_blocks(folder, sweep, results, staging)
             blocks += sweep_part

@@ -33,7 +33,8 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 
 # Keys added to the format after its first version, in the order they came: optional in lines
 # (older lines lack them) and last in the CSV.
-ADDED = ["device.emulated"]
+ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
+         "profile.note"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -182,4 +183,4 @@ def latest(results: list[Result]) -> list[Result]:
 def csv_row(result: Result, used: bool) -> list[Any]:
     """One flattened CSV row in CSV_COLUMNS order (None becomes an empty cell)."""
     values = [result.line, int(used)] + [result.get(k) for k in FIELDS if k != "schema"]
-    return ["" if v is None else v for v in values]
+    return ["" if v is None else json.dumps(v) if isinstance(v, list) else v for v in values]

@@ -286,6 +286,32 @@ def artifact_table(results: list[Result]) -> Table:
                  rows=rows, left={0, 1, 2, 3, 7})
 
 
+def profile_table(results: list[Result], top: int = 4) -> Table | None:
+    """Per artifact and runtime measured with `bench --profile`: the operator types that took most
+    of the time, and the attention layers' share of it. None when no line has a profile."""
+    rows = []
+    for r in sorted((r for r in results if r.data.get("profile")),
+                    key=lambda r: (MECHANISMS.index(r.mechanism) if r.mechanism in MECHANISMS else 99,
+                                   r.device, r.runtime, r.precision, r.threads)):
+        profile = r.data["profile"]
+        if profile["source"] is None:
+            ops, share = f"none: {profile['note']}", DASH
+        else:
+            ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["operators"][:top])
+            share = DASH if profile["attention_share"] is None else f"{profile['attention_share']:.0%}"
+        rows.append([r.mechanism, r.device, r.runtime, r.precision, str(r.threads), share, ops])
+    if not rows:
+        return None
+    task, preset = results[0].group
+    return Table(title=f"{task} / {preset}: time per operator",
+                 columns=["mechanism", "device", "runtime", "precision", "threads", "attention share",
+                          f"top {top} operator types (share of operator time)"],
+                 rows=rows, left={0, 1, 2, 3, 6},
+                 note="From a profiling pass after the timed runs (bench --profile): each node's median "
+                      "over the profiled runs. ONNX Runtime times nodes in whole µs, so on small models "
+                      "every short node weighs about the same.")
+
+
 def _distinct(values: Iterable[object]) -> str:
     shown = list(dict.fromkeys(str(v) for v in values if v is not None))
     return ", ".join(shown) if shown else DASH

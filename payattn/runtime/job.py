@@ -18,6 +18,7 @@ from payattn.runtime.artifacts import Artifact, load_artifact
 from payattn.runtime.env import device_info, git_commit
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB
+from payattn.runtime.profile import onnxruntime_profile, unavailable
 from payattn.runtime.results import build_result
 from payattn.runtime.runners import Runner, open_runner
 from payattn.runtime.settings import BenchSettings
@@ -43,7 +44,7 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
 
     Keys (schemas/job.schema.json): artifacts [{path, manifest}], runtimes, device {name, kind},
     the BenchSettings keys (threads, runs, warmup_runs, min_seconds, warmup_seconds; optional
-    timeout_seconds and graph_optimization) and git_commit (the host's, when the code was copied
+    timeout_seconds, graph_optimization and profile) and git_commit (the host's, when the code was copied
     to a device without git).
     """
     log = log or (lambda message: None)
@@ -71,14 +72,24 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
         warmups = run_interleaved(calls, bench.warmup_runs, bench.warmup_seconds)
         samples = run_interleaved(calls, bench.runs, bench.min_seconds)
         for item, warm, measured in zip(loaded, warmups, samples):
+            profile = _profile(item, level, log) if bench.profile else None
             result = build_result(item.artifact, item.runner, device=device, git_commit=commit,
                                   warmup_runs=len(warm), samples_ms=measured,
                                   first_inference_ms=item.first_inference_ms,
-                                  peak_memory_bytes=item.peak_memory_bytes, harness_overhead_ms=overhead)
+                                  peak_memory_bytes=item.peak_memory_bytes, harness_overhead_ms=overhead,
+                                  profile=profile)
             results.append(result)
             if on_result:
                 on_result(result)
     return results
+
+
+def _profile(item: Loaded, graph_optimization: str, log: Log) -> dict[str, Any]:
+    """Time per operator of one measured artifact, in a pass of its own (see profile.py)."""
+    if item.runner.runtime != "onnxruntime":
+        return unavailable()
+    log(f"profiling {item.artifact.path}, {item.runner.threads} thread(s)")
+    return onnxruntime_profile(item.artifact.path, item.runner.inputs, item.runner.threads, graph_optimization)
 
 
 def _prime(artifact: Artifact, runtime: str, threads: int, graph_optimization: str) -> None:

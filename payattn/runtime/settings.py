@@ -52,6 +52,7 @@ class BenchSettings:
     warmup_seconds: float = 0.5
     timeout_seconds: float = 1800.0
     graph_optimization: str = DEFAULT_GRAPH_OPTIMIZATION
+    profile: bool = False  # a per-operator profiling pass after the timed runs
 
     def __post_init__(self) -> None:
         threads = self.threads
@@ -62,6 +63,8 @@ class BenchSettings:
             check_bound("threads", thread_count)
         for name in ("runs", "warmup_runs", "min_seconds", "warmup_seconds", "timeout_seconds"):
             check_bound(name, getattr(self, name))
+        if not isinstance(self.profile, bool):
+            raise RuntimeJobError(f"profile must be true or false, got {self.profile!r}")
         if self.graph_optimization not in ORT_LEVELS:
             raise RuntimeJobError(f"unknown graph optimisation level {self.graph_optimization!r}; "
                                   f"valid levels: {', '.join(ORT_LEVELS)}")
