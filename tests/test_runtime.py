@@ -96,6 +96,15 @@ def test_run_interleaved_runs_until_count_and_time_are_both_met():
     assert run_interleaved([lambda: calls.append(1)], runs=0, min_seconds=0) == [[]]
 
 
+def test_run_interleaved_stops_counting_time_at_the_sample_cap():
+    # A fast call under a long minimum time would otherwise keep every sample in memory.
+    started = time.perf_counter()
+    samples = run_interleaved([lambda: None, lambda: None], runs=3, min_seconds=3600, block=10,
+                              max_samples=50)
+    assert [len(s) for s in samples] == [50, 50]
+    assert time.perf_counter() - started < 60
+
+
 def test_harness_overhead_is_small_and_positive():
     assert 0 < harness_overhead_ms() < 0.05
 

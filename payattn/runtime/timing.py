@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 BLOCK_RUNS = 10
+# The job schema's bound on runs. A fast model under a long --min-seconds would otherwise
+# keep every sample (tens of GB within an hour): time stops counting once a call has this many.
+MAX_SAMPLES = 1_000_000
 PERCENTILES = (10, 50, 90, 99)
 T = TypeVar("T")
 
@@ -56,21 +59,25 @@ def harness_overhead_ms(calls: int = 2000) -> float:
 
 
 def run_interleaved(calls: Sequence[Callable[[], Any]], runs: int, min_seconds: float,
-                    block: int = BLOCK_RUNS) -> list[list[float]]:
-    """Run each call until it has at least `runs` samples and `min_seconds` of measured time,
-    taking turns in blocks of `block` runs; return each call's samples in ms."""
+                    block: int = BLOCK_RUNS, max_samples: int = MAX_SAMPLES) -> list[list[float]]:
+    """Run each call until it has at least `runs` samples and `min_seconds` of measured time
+    (or `max_samples`, whichever comes first for the time), taking turns in blocks of `block`
+    runs; return each call's samples in ms."""
     samples: list[list[float]] = [[] for _ in calls]
     spent_ns = [0] * len(calls)
     min_ns = min_seconds * 1e9
 
+    def needs_time(i: int) -> bool:
+        return spent_ns[i] < min_ns and len(samples[i]) < max_samples
+
     def unfinished() -> list[int]:
-        return [i for i in range(len(calls)) if len(samples[i]) < runs or spent_ns[i] < min_ns]
+        return [i for i in range(len(calls)) if len(samples[i]) < runs or needs_time(i)]
 
     pending = unfinished()
     while pending:
         for i in pending:
             # Past the time minimum, stop at exactly `runs` rather than at the end of a block.
-            count = block if spent_ns[i] < min_ns else min(block, runs - len(samples[i]))
+            count = block if needs_time(i) else min(block, runs - len(samples[i]))
             for _ in range(count):
                 ns = time_call(calls[i])
                 spent_ns[i] += ns
