@@ -13,7 +13,8 @@ per runtime (speedmap.png): points on the diagonal deliver what the FLOP count p
 The paper's claims: efficient up to 2× faster (ℓ ≪ d_m), super up to 45% faster when ℓ ≤ d_m.
 
 Models: 2×2 patches of a one-channel image (ℓ = patches), one block, MLP width 2·d_m, the
-mechanisms' default heads (4 for standard and optimised, 1 for efficient and super).
+mechanisms' default heads (4 for standard and optimised, 1 for efficient and super) unless
+--heads sets one count for all.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ RUNTIMES = {"onnxruntime": "model.onnx", "litert": "model_fp32.tflite"}
 PATCH = 2
 
 
-def config(mechanism: str, ell: int, d_model: int) -> ModelConfig:
+def config(mechanism: str, ell: int, d_model: int, heads: int | None) -> ModelConfig:
     side = math.isqrt(ell)
     if side * side != ell:
         raise SystemExit(f"context length {ell} is not a square number of patches")
     shape = Preset("speedmap", "vision", d_model=d_model, heads=4, depth=1, mlp_dim=2 * d_model,
                    num_classes=10, image_size=side * PATCH, patch_size=PATCH, channels=1)
-    return resolve_config(shape, mechanism)
+    return resolve_config(shape, mechanism, heads=heads)
 
 
 def build(cfg: ModelConfig, out: Path) -> dict[str, dict]:
@@ -73,11 +74,11 @@ def build(cfg: ModelConfig, out: Path) -> dict[str, dict]:
     return specs
 
 
-def measure(ell: int, d_model: int, out: Path, runs: int, min_seconds: float) -> list[dict]:
+def measure(ell: int, d_model: int, heads: int | None, out: Path, runs: int, min_seconds: float) -> list[dict]:
     """p50 of the four mechanisms × two runtimes at one shape, interleaved."""
     points = []
     for mechanism in MECHANISMS:
-        cfg = config(mechanism, ell, d_model)
+        cfg = config(mechanism, ell, d_model, heads)
         where = out / f"l{ell}-d{d_model}" / mechanism
         for runtime, spec in build(cfg, where).items():
             runner = open_runner(runtime, where / RUNTIMES[runtime], spec, threads=1)
@@ -139,6 +140,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("speedmap-out"))
     parser.add_argument("--lengths", default="16,64,256", help="context lengths ℓ (square numbers)")
     parser.add_argument("--widths", default="64,256,512", help="model widths d_m")
+    parser.add_argument("--heads", type=int, default=None,
+                        help="heads for every mechanism (default: theirs, 4 for standard and optimised, 1 for "
+                             "efficient and super); the FLOP model ignores softmax, whose work grows with h·ℓ²")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--min-seconds", type=float, default=0.3)
     args = parser.parse_args()
@@ -146,7 +150,7 @@ def main() -> None:
     points = []
     for ell in (int(v) for v in args.lengths.split(",")):
         for d_model in (int(v) for v in args.widths.split(",")):
-            points += measure(ell, d_model, args.out, args.runs, args.min_seconds)
+            points += measure(ell, d_model, args.heads, args.out, args.runs, args.min_seconds)
             print(f"ℓ={ell} d_m={d_model} measured ({time.perf_counter() - started:.0f} s)", flush=True)
     rows = speedups(points)
     text = table(rows)
