@@ -466,6 +466,47 @@ def report_failures(failures: list[Any], measured: int, results: Path) -> None:
 
 @app.command()
 @friendly_errors
+def inspect(
+    artifact: Path = typer.Argument(..., help="A .tflite file, e.g. artifacts/mnist-5k/standard/model_fp32.tflite."),
+    as_json: bool = typer.Option(False, "--json", help="Print the same facts as one JSON object."),
+) -> None:
+    """Show what an app runtime sees in a .tflite: signatures, tensors, metadata, operators, and
+    whether LiteRT's CPU accelerator (XNNPACK) takes the whole graph."""
+    import json
+
+    from payattn.export.app import describe
+
+    info = describe(artifact)
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    console.print(f"[bold]{info['file']}[/] · {info['bytes']:,} bytes · buffers "
+                  + ("aligned for mmap" if info["aligned"] else "[red]not aligned[/]"))
+    for key, sig in info["signatures"].items() or [("signatures", {"inputs": ["none"], "outputs": []})]:
+        console.print(f"signature [bold]{key}[/]: {', '.join(sig['inputs'])} → {', '.join(sig['outputs'])}")
+    for role in ("inputs", "outputs"):
+        for t in info[role]:
+            console.print(f"{role[:-1]:>6} {t['name']}: {t['dtype']} {t['shape']}")
+    md = info["metadata"]
+    if md is None:
+        console.print("metadata: none")
+    else:
+        console.print(f"metadata: {md['name']} v{md['version']} · {md['license']} · parser ≥ {md['minParserVersion']}")
+        for role in ("input", "output"):
+            item = {k: v for k, v in md[role].items() if k not in ("name", "description")}
+            console.print(f"  {role} {md[role]['name']}: {md[role]['description']}")
+            for key, value in item.items():
+                console.print(f"    {key}: {value}", highlight=False)
+    ops = ", ".join(f"{name}×{count}" for name, count in info["operators"].items())
+    console.print(f"operators ({sum(info['operators'].values())}): {ops}", highlight=False)
+    x = info["xnnpack"]
+    outside = ", ".join(f"{n}×{c}" for n, c in x["outside"].items()) or "none"
+    console.print(f"XNNPACK (LiteRT CPU): {'takes the whole graph' if x['fully_delegated'] else '[yellow]partial[/]'}"
+                  f" · {x['partitions']} partition(s) · left outside: {outside}")
+
+
+@app.command()
+@friendly_errors
 def bench(
     artifact_dirs: Optional[list[Path]] = typer.Argument(None, help="Artifact dirs from `payattn export`; default: ARTIFACTS/TASK/MECHANISM."),
     mechanism: str = typer.Option("all", "--mechanism", "-m", metavar=MECH_METAVAR, help=MECHANISM_HELP + " Used when no dir is given."),
@@ -725,6 +766,6 @@ def devices_check(
 
 
 # `payattn --help` lists the commands in the order the pipeline runs them, wherever they are defined.
-PIPELINE_ORDER = ("info", "tasks", "train", "sweep", "export", "verify", "bench", "report", "demo")
+PIPELINE_ORDER = ("info", "tasks", "train", "sweep", "export", "inspect", "verify", "bench", "report", "demo")
 app.registered_commands.sort(key=lambda c: PIPELINE_ORDER.index(c.name or c.callback.__name__)
                              if (c.name or c.callback.__name__) in PIPELINE_ORDER else len(PIPELINE_ORDER))

@@ -56,8 +56,8 @@ def test_help_lists_the_commands_in_pipeline_order_and_version_prints() -> None:
     out = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     names = [line.split()[1] for line in out.output.splitlines()
              if line.startswith("│ ") and line[2] != " " and len(line.split()) > 2]
-    commands = [n for n in names if n in ("info", "tasks", "train", "export", "verify", "bench", "report", "demo", "devices")]
-    assert commands == ["info", "tasks", "train", "export", "verify", "bench", "report", "demo", "devices"]
+    pipeline = ["info", "tasks", "train", "export", "inspect", "verify", "bench", "report", "demo", "devices"]
+    assert [n for n in names if n in pipeline] == pipeline
     version = runner.invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.startswith("payattn ")
 

@@ -131,19 +131,20 @@ def test_channel_stats_exact_and_constant_channel():
 
 def test_tokenizer_vocab_by_frequency_then_alphabet():
     tok = Tokenizer.fit(["b a c", "c b", "c"], max_vocab=4, max_length=3)
-    assert tok.vocab == ["<pad>", "<unk>", "c", "b"]  # c: 3, b: 2, a: 1
+    assert tok.vocab == ["<PAD>", "<UNKNOWN>", "c", "b"]  # c: 3, b: 2, a: 1
     tied = Tokenizer.fit(["z y", "y z", "x"], max_vocab=10, max_length=3)
-    assert tied.vocab == ["<pad>", "<unk>", "y", "z", "x"]
+    assert tied.vocab == ["<PAD>", "<UNKNOWN>", "y", "z", "x"]
     assert (tok.vocab_size, tok.pad_id, tok.unk_id) == (4, 0, 1)
 
 
 def test_tokenizer_padding_truncation_unknown_and_case():
     tok = Tokenizer.fit(["Don't stop the music", "the music"], max_vocab=100, max_length=4)
-    assert tok.tokenize("DON'T Stop!") == ["don't", "stop"]
-    ids = tok.encode(["the music", "Don't stop the music now", "jazz", ""])
+    assert tok.tokenize("DON'T Stop! 'quoted' _x_") == ["DON'T", "Stop", "quoted", "x"]
+    ids = tok.encode(["the music", "Don't stop THE music now", "jazz", "", "tHe music", "stop\0the"])
     the, music, dont, stop = (tok.vocab.index(w) for w in ("the", "music", "don't", "stop"))
-    assert ids.dtype == np.int32 and ids.shape == (4, 4)
-    assert ids.tolist() == [[the, music, 0, 0], [dont, stop, the, music], [1, 0, 0, 0], [0, 0, 0, 0]]
+    assert ids.dtype == np.int32 and ids.shape == (6, 4)
+    assert ids.tolist() == [[the, music, 0, 0], [dont, stop, the, music], [1, 0, 0, 0], [0, 0, 0, 0],
+                            [1, music, 0, 0], [stop, 0, 0, 0]]  # mixed case is unknown; NUL ends
     with pytest.raises(PayattnError, match="list of texts"):
         tok.encode("the music")
 
@@ -153,8 +154,8 @@ def test_tokenizer_save_load_round_trip(tmp_path):
     tok = Tokenizer.fit(texts, max_vocab=300, max_length=12)
     tok.save(tmp_path / "tokenizer.json")
     saved = json.loads((tmp_path / "tokenizer.json").read_text())
-    header = (saved["pad_id"], saved["unk_id"], saved["lowercase"], saved["max_length"])
-    assert header == (0, 1, True, 12)
+    header = (saved["pad_id"], saved["unk_id"], saved["max_length"])
+    assert header == (0, 1, 12)
     loaded = Tokenizer.load(tmp_path / "tokenizer.json")
     assert loaded.vocab == tok.vocab and loaded.max_length == 12
     assert np.array_equal(loaded.encode(texts[:50]), tok.encode(texts[:50]))
@@ -165,7 +166,7 @@ def test_tokenizer_load_errors_name_the_file(tmp_path):
     with pytest.raises(PayattnError, match=r"tokenizer file .*nope\.json is missing"):
         Tokenizer.load(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
-    bad.write_text('{"schema": "payattn.tokenizer/1", "vocab": ')
+    bad.write_text('{"schema": "payattn.tokenizer/2", "vocab": ')
     with pytest.raises(PayattnError, match=r"bad\.json is malformed"):
         Tokenizer.load(bad)
     with pytest.raises(PayattnError, match="at least 3"):
@@ -383,3 +384,13 @@ def test_amazon_missing_and_malformed_files_are_named(tmp_path):
     _write_amazon(tmp_path, {"test.csv": [["2", "ok", "fine"], ["3", "bad", "label"]]})
     message = _error(load_task, "amazon", tmp_path)
     assert f'{test_csv} is not a valid amazon file (line 2 is not "1|2","title","text")' in message
+
+
+def test_tokenizer_vocab_file_gives_each_case_form_one_id():
+    tok = Tokenizer.fit(["Straße strasse ok"], max_vocab=10, max_length=4)
+    lines = dict(line.split(" ") for line in tok.vocab_file().splitlines())
+    assert lines["<PAD>"] == "0" and lines["<UNKNOWN>"] == "1"
+    assert lines["ok"] == lines["Ok"] == lines["OK"] == str(tok.vocab.index("ok"))
+    # "STRASSE" is the upper form of both words: it belongs to the first by rank, in both tables.
+    assert int(lines["STRASSE"]) == tok.lookup["STRASSE"] == tok.vocab.index("strasse")
+    assert len(lines) == len(tok.lookup) == len(tok.vocab_file().splitlines())

@@ -21,8 +21,10 @@ from ai_edge_litert import schema_py_generated as schema
 from schema_check import assert_valid
 
 from payattn.data import load_task, prepare, subset
+from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
 from payattn.errors import PayattnError
 from payattn.export import PRECISIONS, Manifest, PartialExport, export, parse_precisions, verify
+from payattn.export.app import BUFFER_ALIGNMENT
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.ops import operator_counts, read_operators, require_builtin
 from payattn.export.tflite import calibration_inputs, convert
@@ -84,15 +86,18 @@ def leftovers(parent: Path, name: str) -> list[str]:
 def test_export_is_verified_and_complete(workdir: Path, task: str, mechanism: str) -> None:
     manifest, out, steps = exported(workdir, task, mechanism)
     precisions = TASKS[task][2]
-    files = {"model.onnx"} | {f"model_{p.replace('-', '_')}.tflite" for p in precisions}
-    expected = files | {"manifest.json", *REFERENCE_FILES.values()} | ({"tokenizer.json"} if task != "mnist-5k" else set())
+    prefixes = ("model", "model_app") if task == "mnist-5k" else ("model",)
+    files = {"model.onnx"} | {f"{m}_{p.replace('-', '_')}.tflite" for p in precisions for m in prefixes}
+    expected = files | {"manifest.json", "labels.txt", "USAGE.md", *REFERENCE_FILES.values()}
+    expected |= {"tokenizer.json"} if task != "mnist-5k" else set()
     assert {p.name for p in out.iterdir()} == expected  # the stale artifact went with --force
     assert Manifest.load(out).data == manifest.data
     assert_valid(json.loads((out / "manifest.json").read_text()), "manifest")
     assert steps[0] == "loading the run dir" and any(s.startswith("verifying model_fp32") for s in steps)
 
-    entries = {(a["format"], a["precision"]): a for a in manifest.artifacts}
-    assert set(entries) == {("onnx", "fp32")} | {("tflite", p) for p in precisions}
+    entries = {(a["format"], a["precision"], a.get("variant")) for a in manifest.artifacts}
+    variants = ("as-trained", "app") if task == "mnist-5k" else ("as-trained",)
+    assert entries == {("onnx", "fp32", None)} | {("tflite", p, v) for p in precisions for v in variants}
     limits = manifest["verification"]["max_abs_diff"]
     for entry in manifest.artifacts:
         data = (out / entry["file"]).read_bytes()
@@ -143,14 +148,25 @@ def test_tflite_matches_pytorch_as_an_app_feeds_it(workdir: Path, task: str) -> 
 def test_manifest_states_the_apps_view(workdir: Path) -> None:
     vision, _, _ = exported(workdir, "mnist-5k", "super")
     dataset = load_task("mnist-5k")
-    assert vision["preprocessing"] == {"scale": 1 / 255, "mean": list(dataset.mean),
-                                       "std": list(dataset.std), "layout": "NHWC"}
+    assert vision["preprocessing"] == {"scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std)}
+    assert "softmax" in vision["outputs"]["logits"] and vision["outputs"]["labels_file"] == "labels.txt"
+    polarity = {"polarity": "light strokes on a dark background (MNIST): invert dark-on-light images"}
+    gray = {"color_space": "GRAYSCALE", "values": "(pixel / 255 - mean) / std per channel (see preprocessing)",
+            "resize": "to exactly 28x28 before feeding", **polarity}
     assert vision.artifact("fp32", "onnx")["inputs"] == [
-        {"name": "images", "shape": [1, 1, 28, 28], "dtype": "float32", "layout": "NCHW"}]
+        {"name": "images", "shape": [1, 1, 28, 28], "dtype": "float32", "layout": "NCHW", **gray}]
     for precision in TASKS["mnist-5k"][2]:
         assert vision.artifact(precision)["inputs"] == [
-            {"name": "images", "shape": [1, 28, 28, 1], "dtype": "float32", "layout": "NHWC"}]
-        assert vision.artifact(precision)["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+            {"name": "images", "shape": [1, 28, 28, 1], "dtype": "float32", "layout": "NHWC", **gray}]
+        assert vision.artifact(precision, variant="app")["inputs"] == [
+            {"name": "images", "shape": [1, 28, 28, 3], "dtype": "float32", "layout": "NHWC",
+             "color_space": "RGB", "values": "pixels 0-255 as float32, normalised inside the graph",
+             "resize": "to exactly 28x28 before feeding (MediaPipe resizes for you)", **polarity,
+             "to_grayscale": {"in_graph": True, "weights": [0.299, 0.587, 0.114]}}]
+        for variant in ("as-trained", "app"):
+            entry = vision.artifact(precision, variant=variant)
+            assert entry["outputs"] == [{"name": "logits", "shape": [1, 10], "dtype": "float32"}]
+            assert entry["signature"] == {"key": "serving_default", "inputs": ["images"], "outputs": ["logits"]}
     assert vision["labels"] == dataset.labels and vision["kind"] == "vision"
     assert vision["config"]["context_length"] == 16 and vision["mechanism"] == "super"
     assert set(vision["versions"]) >= {"torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai_edge_litert"}
@@ -163,7 +179,8 @@ def test_manifest_states_the_apps_view(workdir: Path) -> None:
         assert entry["inputs"] == [{"name": "token_ids", "shape": [1, 32], "dtype": "int32",
                                     "layout": "tokens", "low": 0, "high": vocab}]
     assert text["preprocessing"] == {"tokenizer": "tokenizer.json", "max_length": 32, "pad_id": 0,
-                                     "unk_id": 1, "lowercase": True}
+                                     "unk_id": 1, "case": CASES, "delimiter": DELIMITER,
+                                     "delimiter_re2": DELIMITER_RE2}
     run = run_dir(workdir, "movie-reviews", "efficient")
     assert (out / "tokenizer.json").read_bytes() == (run / "tokenizer.json").read_bytes()
     assert text["verification"]["calibration_samples"] == 0  # no int8 asked for
@@ -210,7 +227,11 @@ def test_fp32_tflite_is_the_weights_and_efficient_has_no_transposes(workdir: Pat
         for entry in manifest.artifacts:  # one-head scores used to fall outside as FULLY_CONNECTED
             assert entry["format"] == "onnx" or runs_whole_on_cpu(out / entry["file"]), (mechanism, entry["file"])
         fp32 = manifest.artifact("fp32")
-        assert fp32["bytes"] <= 1.05 * 4 * manifest["params"], (mechanism, fp32["bytes"], manifest["params"])
+        # 5% for the graph, plus each constant buffer's alignment padding (< 64 bytes)
+        data = (out / fp32["file"]).read_bytes()
+        buffers = schema.Model.GetRootAs(data, 0).BuffersLength()
+        limit = 1.05 * 4 * manifest["params"] + BUFFER_ALIGNMENT * buffers
+        assert fp32["bytes"] <= limit, (mechanism, fp32["bytes"], manifest["params"])
         assert manifest.artifact("fp16")["bytes"] < 0.6 * fp32["bytes"]
         counts[mechanism] = fp32["operator_counts"]
     # One head: no split or merge, so nothing to transpose; standard's 4 heads need exactly

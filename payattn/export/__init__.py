@@ -3,14 +3,16 @@
     export(run_dir, out_dir) -> Manifest
 
 Steps: load the run and its task's data; torch.onnx.export (opset 20, TorchScript exporter,
-static batch-1 shapes) + onnxslim + onnx.checker; onnx2tf and the TFLite converter; read each
-.tflite's operator table and reject any non-builtin operator; run every artifact beside
-PyTorch on random and real test inputs and hold it to the tolerances in verify.py; write
-manifest.json. Everything is built in a temporary dir beside `out_dir` and renamed into place
-only when all steps pass, so a failure leaves nothing behind and names the failed step. A
-reduced-precision TFLite file (fp16, dynamic-int8, int8) that fails verification is left out
-instead: the dir is written, whole, with every artifact that passed, and PartialExport says
-which precision to drop.
+static batch-1 shapes) + onnxslim + onnx.checker, for a vision model also in its app form (RGB
+pixels in); onnx2tf and the TFLite converter; read each .tflite's operator table and reject
+any non-builtin operator; write its signature and TFLite Metadata (app.py), proving no output
+bit changed; run every artifact beside PyTorch on random and real test inputs and hold it to
+the tolerances in verify.py; write manifest.json, labels.txt and USAGE.md. Everything is
+built in a temporary dir beside `out_dir` and renamed into place only when all steps pass, so
+a failure leaves nothing behind and names the failed step. A reduced-precision TFLite file
+(fp16, dynamic-int8, int8) that fails verification is left out instead, with its app form:
+the dir is written, whole, with every artifact that passed, and PartialExport says which
+precision to drop.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from payattn.errors import PayattnError
 from payattn.bench import parse_precisions
 from payattn.cost import model_cost
 from payattn.data import Dataset, load_task, prepare
+from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
+from payattn.export import app, appform, ops, tflite, usage, verify
 from payattn.export import manifest as mf
-from payattn.export import ops, tflite, verify
+from payattn.export.appform import Variant
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
@@ -48,7 +52,8 @@ DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 REFERENCE_TEST_SAMPLES = 192
 # What an artifact dir holds: `--force` replaces a dir holding these names only.
 ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values(),
-                  *REFERENCE_FILES.values())
+                  *(name.replace("model", "model_app", 1) for name in tflite.TFLITE_FILES.values()),
+                  app.LABELS_FILE, usage.FILE, *REFERENCE_FILES.values())
 
 Log = Callable[[str], None]  # each step as it starts
 
@@ -81,32 +86,54 @@ def export(
         with _step("exporting ONNX", say, "onnx", tmp):
             export_onnx(run.model, run.config, onnx_path)
             graph = onnx.load(str(onnx_path))
-        calibration = tflite.calibration_inputs(data.train_x) if "int8" in chosen else None
-        with _step(f"converting to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
-            files = tflite.convert(onnx_path, tmp, chosen, calibration)
+        variants = appform.variants(run.config, dataset, onnx_path)
+        for variant in variants[1:]:
+            with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
+                export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
+        # Images always: the first ones also stand in for onnx2tf's downloaded sample images.
+        needed = "int8" in chosen or run.config.kind == "vision"
+        calibration = tflite.calibration_inputs(data.train_x) if needed else None
+        files: dict[tuple[str, str], Path] = {}
+        for variant in variants:
+            with _step(f"converting {variant.onnx.name} to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
+                converted = tflite.convert(variant.onnx, tmp, chosen, variant.inputs(calibration),
+                                           name_prefix=variant.prefix)
+                files.update({(variant.prefix, precision): path for precision, path in converted.items()})
+            if variant.app:
+                variant.onnx.unlink()
         with _step("checking TFLite operators", say, "ops", tmp):
             counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
             for path in files.values():
                 uses = ops.read_operators(path)
                 ops.require_builtin(path, uses, graph)
                 counts[path.name] = ops.operator_counts(uses)
-                ops.strip_tensor_names(path, [out.name for out in graph.graph.output])
+        samples = verify.make_samples(run.config, data.test_x, data.test_y)
+        with _step("writing signatures and TFLite Metadata", say, "metadata", tmp):
+            for (prefix, _), path in files.items():
+                variant = next(v for v in variants if v.prefix == prefix)
+                appform.finish_unchanged(path, appform.app_spec(run, dataset, variant), variant.inputs(samples.random))
         with _step("verifying against PyTorch", say, "verify", tmp):
-            samples = verify.make_samples(run.config, data.test_x, data.test_y)
-            checks, tensors, summary, reference = _verify(run, onnx_path, files, samples, say)
+            checks, tensors, summary, reference = _verify(run, onnx_path, variants, files, samples, say)
             checks, dropped = _keep_or_stop(checks, files)
-            for precision in dropped:
-                files.pop(precision).unlink()
+            checks = [c for c in checks if c.precision not in dropped]  # with its app form
+            for key in [k for k in files if k[1] in dropped]:
+                files.pop(key).unlink()
         with _step("writing the manifest", say, "manifest", tmp):
             if run.tokenizer is not None:
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
-            summary["calibration_samples"] = 0 if calibration is None else len(calibration)
+            summary["calibration_samples"] = len(calibration) if "int8" in chosen else 0
             artifacts = [mf.artifact_entry(tmp / c.file, c, counts[c.file], *tensors[c.file]) for c in checks]
+            variant_of = {path.name: next(v for v in variants if v.prefix == prefix) for (prefix, _), path in files.items()}
+            for entry in artifacts:
+                if entry["format"] == "tflite":
+                    entry.update(appform.app_entry(tmp / entry["file"], variant_of[entry["file"]]))
+            (tmp / app.LABELS_FILE).write_text("".join(f"{label}\n" for label in dataset.labels))
             document = _manifest(run, dataset, artifacts, summary)
             document["reference"] = _write_reference(tmp, samples, reference)
             document["export_seconds"] = round(time.perf_counter() - started, 3)
             manifest = Manifest(document)
             manifest.write(tmp)
+            usage.write(tmp, document)
         with _step(f"moving the artifacts into {out_dir}", say, "move", tmp):
             replace_dir(tmp, out_dir, "export")
     except BaseException:
@@ -190,23 +217,27 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 
 
 def _verify(
-    run: LoadedRun, onnx_path: Path, files: dict[str, Path], samples: verify.Samples, say: Log,
+    run: LoadedRun, onnx_path: Path, variants: list[Variant], files: dict[tuple[str, str], Path],
+    samples: verify.Samples, say: Log,
 ) -> tuple[list[verify.Check], dict[str, tuple[str, list, list]], dict[str, Any], np.ndarray]:
     """Run each artifact on the samples beside PyTorch. Returns each artifact's figures, its
     format, inputs and outputs as an app feeds them (by file), what all were checked on, and
-    PyTorch's outputs."""
+    PyTorch's outputs. `files` is keyed by (variant prefix, precision)."""
     cfg = run.config
     x = np.concatenate([samples.random, samples.test_x])
     reference = verify.torch_logits(run.model, x)
     logit_scale = float(np.abs(reference).max())
-    torch_shape = tuple(example_input(cfg).shape)
-    runners = [(onnx_path, "onnx", "fp32", verify.open_onnx(onnx_path))]
-    runners += [(path, "tflite", precision, verify.open_tflite(path, torch_shape)) for precision, path in files.items()]
+    by_prefix = {v.prefix: v for v in variants}
+    runners = [(onnx_path, "onnx", "fp32", variants[0], verify.open_onnx(onnx_path))]
+    for (prefix, precision), path in files.items():
+        shape = tuple(example_input(cfg, by_prefix[prefix].app).shape)
+        runners.append((path, "tflite", precision, by_prefix[prefix], verify.open_tflite(path, shape)))
     checks, tensors = [], {}
-    for path, fmt, precision, runner in runners:
+    for path, fmt, precision, variant, runner in runners:
         say(f"verifying {path.name}")
-        checks.append(verify.check(path.name, precision, reference, verify.run_all(runner, x), samples, logit_scale))
-        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt) for spec in runner.inputs], runner.outputs)
+        logits = verify.run_all(runner, variant.inputs(x))
+        checks.append(verify.check(path.name, precision, reference, logits, samples, logit_scale))
+        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt, variant.app) for spec in runner.inputs], runner.outputs)
     n_random = len(samples.random)
     summary = {
         "random_inputs": n_random, "test_samples": len(samples.test_x),
@@ -250,13 +281,15 @@ def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarr
     return entry
 
 
-def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str) -> dict[str, Any]:
-    """Complete an input's description the way an app needs it: layout, and the id range."""
+def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str, app_form: bool) -> dict[str, Any]:
+    """Complete an input's description the way an app needs it: layout, colour, id range."""
     spec = dict(spec)
     if cfg.kind == "text":
         spec.update(layout="tokens", low=0, high=cfg.vocab_size)
-    elif fmt == "onnx":
-        spec["layout"] = "NCHW"
+    else:
+        if fmt == "onnx":
+            spec["layout"] = "NCHW"
+        spec.update(appform.image_color(cfg, app_form))
     return spec
 
 
@@ -265,18 +298,17 @@ def _manifest(
 ) -> dict[str, Any]:
     cfg, cost = run.config, model_cost(run.config)
     if cfg.kind == "vision":
-        tflite_layouts = {e["inputs"][0]["layout"] for e in artifacts if e["format"] == "tflite"}
-        preprocessing = {
-            "scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std),
-            # The layout an app feeds the TFLite files; model.onnx takes NCHW as PyTorch does.
-            "layout": tflite_layouts.pop() if len(tflite_layouts) == 1 else "NCHW",
-        }
+        # Per input channel; each artifact's inputs state their own layout and colour.
+        preprocessing = {"scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std)}
     else:
         tokenizer = run.tokenizer
         preprocessing = {
             "tokenizer": "tokenizer.json", "max_length": tokenizer.max_length,
-            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "lowercase": True,
+            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "case": CASES,
+            "delimiter": DELIMITER, "delimiter_re2": DELIMITER_RE2,
         }
+    outputs = {"logits": "raw logits, one per class in `labels` order: apply softmax for "
+                         "probabilities", "labels_file": app.LABELS_FILE}
     return {
         "schema": mf.SCHEMA, "payattn_version": payattn.__version__, "created": mf.utc_now(),
         "mechanism": cfg.mechanism, "task": run.run_config.get("task"),
@@ -284,7 +316,7 @@ def _manifest(
         "params": sum(p.numel() for p in run.model.parameters()),
         "attention_params": cost.attention_params, "flops": cost.flops,
         "attention_flops": cost.attention_flops, "labels": list(dataset.labels),
-        "preprocessing": preprocessing, "artifacts": artifacts,
+        "preprocessing": preprocessing, "outputs": outputs, "artifacts": artifacts,
         "verification": verification,
         "versions": mf.versions(), "export_seconds": None,
     }

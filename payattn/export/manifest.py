@@ -45,10 +45,11 @@ class Manifest:
     def artifacts(self) -> list[dict[str, Any]]:
         return self.data["artifacts"]
 
-    def artifact(self, precision: str, fmt: str = "tflite") -> dict[str, Any]:
-        """The entry of the `fmt` artifact at `precision` (the ONNX one is fp32)."""
+    def artifact(self, precision: str, fmt: str = "tflite", variant: str = "as-trained") -> dict[str, Any]:
+        """The entry of the `fmt` artifact at `precision` (the ONNX one is fp32); `variant`
+        "app" picks a vision model's app form."""
         for entry in self.artifacts:
-            if entry["format"] == fmt and entry["precision"] == precision:
+            if (entry["format"], entry["precision"], entry.get("variant", "as-trained")) == (fmt, precision, variant):
                 return entry
         have = ", ".join(f"{e['format']} {e['precision']}" for e in self.artifacts)
         raise PayattnError(f"no {fmt} {precision} artifact in this manifest; it has {have}")

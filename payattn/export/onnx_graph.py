@@ -22,6 +22,7 @@ import onnxslim
 import torch
 from torch import Tensor, nn
 
+from payattn.errors import PayattnError
 from payattn.models import Classifier, ModelConfig
 
 # Opset 20 has GELU as one operator (opset 17 LayerNormalization too): onnx2tf turns the
@@ -42,16 +43,41 @@ class Unbatched(nn.Module):
         return self.model(inputs.reshape(inputs.shape[1:])).reshape(1, -1)
 
 
-def example_input(cfg: ModelConfig) -> Tensor:
-    """A batch-1 input of the exported graph's exact shape and dtype."""
+# ITU-R BT.601 luma weights: how camera RGB becomes the grayscale MNIST was drawn in.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class AppVisionGraph(nn.Module):
+    """A vision model's app form: [1, 3, H, W] RGB pixels on the 0-255 scale in. One fixed
+    1x1 convolution normalises them with the training split's per-channel mean and std (the
+    [0, 1] scale), and for a grayscale model takes their BT.601 luma, before Unbatched."""
+
+    def __init__(self, model: Classifier, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.graph = Unbatched(model)
+        mean64, std64 = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
+        mix = torch.tensor([LUMA_WEIGHTS], dtype=torch.float64) if len(mean) == 1 else torch.eye(3, dtype=torch.float64)
+        self.register_buffer("weight", (mix / (255 * std64[:, None])).float().reshape(len(mean), 3, 1, 1))
+        self.register_buffer("bias", (-mean64 / std64).float())
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.graph(nn.functional.conv2d(images, self.weight, self.bias))
+
+
+def example_input(cfg: ModelConfig, app: bool = False) -> Tensor:
+    """A batch-1 input of the exported graph's exact shape and dtype (`app`: the app form's)."""
     if cfg.kind == "vision":
-        return torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size)
+        return torch.zeros(1, 3 if app else cfg.channels, cfg.image_size, cfg.image_size)
     return torch.ones(1, cfg.context_length, dtype=torch.int32)
 
 
-def export_onnx(model: Classifier, cfg: ModelConfig, path: Path) -> None:
-    """Write the simplified, checked ONNX graph of `model` to `path` (static shapes, batch 1)."""
-    graph = Unbatched(model)
+def export_onnx(model: Classifier, cfg: ModelConfig, path: Path,
+                app_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
+    """Write the simplified, checked ONNX graph of `model` to `path` (static shapes, batch 1);
+    with `app_stats` (mean, std), the app form of a vision model instead."""
+    if app_stats is not None and cfg.kind != "vision":
+        raise PayattnError("only vision models have an app form with normalisation in the graph")
+    graph: nn.Module = Unbatched(model) if app_stats is None else AppVisionGraph(model, *app_stats)
     raw = path.with_name(f".{path.name}.raw")
     with warnings.catch_warnings():
         # The models' input checks are constant for a fixed-shape trace; and the TorchScript
@@ -60,7 +86,7 @@ def export_onnx(model: Classifier, cfg: ModelConfig, path: Path) -> None:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            graph.eval(), (example_input(cfg),), str(raw), dynamo=False, opset_version=OPSET,
+            graph.eval(), (example_input(cfg, app_stats is not None),), str(raw), dynamo=False, opset_version=OPSET,
             input_names=[INPUT_NAMES[cfg.kind]], output_names=[OUTPUT_NAME],
             do_constant_folding=True,
         )

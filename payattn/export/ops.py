@@ -1,4 +1,4 @@
-"""Read a .tflite flatbuffer's operators, enforce builtin-only, and tidy its tensor names.
+"""Read a .tflite flatbuffer's operators and enforce builtin-only.
 
 An app that links the plain LiteRT runtime can run only builtin operators: a custom or Flex
 (TensorFlow select) operator would need an extra delegate library. So every exported .tflite
@@ -8,12 +8,10 @@ tensor it writes and the ONNX nodes it most likely comes from.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import flatbuffers
 import onnx
 from ai_edge_litert import schema_py_generated as schema
 
@@ -92,28 +90,3 @@ def require_builtin(path: Path, uses: list[OperatorUse], graph: onnx.ModelProto 
         f"cannot run: {'; '.join(found)}. Express that operation with builtin TFLite "
         f"operations (see payattn/models.py and payattn/attention.py)"
     )
-
-
-def strip_tensor_names(path: Path, output_names: list[str]) -> None:
-    """Drop the converter's internal tensor names, keep the input names, name the outputs.
-
-    The names (long TensorFlow scopes such as "model/tf.linalg.matmul_3/MatMul;...") are
-    debugging text only, yet make up several percent of a small model's file; the outputs
-    get the ONNX graph's names instead of the converter's "Identity". Call this after
-    `require_builtin`, whose messages quote the names.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    for graph in model.subgraphs:
-        for index, tensor in enumerate(graph.tensors):
-            if index not in graph.inputs:
-                tensor.name = None
-    main = model.subgraphs[0]  # the entry point; others would be control-flow bodies
-    for index, name in zip(main.outputs, output_names, strict=True):
-        main.tensors[index].name = name.encode()
-    builder = flatbuffers.Builder(len(data))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(bytes(builder.Output()))
-    os.replace(tmp, path)

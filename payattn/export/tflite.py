@@ -45,25 +45,38 @@ def calibration_inputs(train_x: np.ndarray, n: int = CALIBRATION_SAMPLES) -> np.
     return train_x[subset(len(train_x), n, seed=1)]
 
 
+# onnx2tf runs a check inference on every model whose inputs are all [N, H, W, 3] images,
+# and reads its images from this file in the working directory, downloading it when missing.
+# The child runs in its own work dir, where this file holds the task's own training images.
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+ONNX2TF_SAMPLES = 20
+
+
 def convert(
-    onnx_path: Path, out_dir: Path, precisions: list[str], calibration: np.ndarray | None
+    onnx_path: Path, out_dir: Path, precisions: list[str], calibration: np.ndarray | None,
+    name_prefix: str = "model",
 ) -> dict[str, Path]:
     """Write one .tflite per precision into `out_dir`; return precision -> path.
 
-    `calibration`: real training inputs in the ONNX model's layout, batch axis first; needed
-    for "int8" only (its activation ranges come from them).
+    `calibration`: real training inputs in the ONNX model's layout, batch axis first. "int8"
+    needs them (its activation ranges come from them); for images, the first ones also stand
+    in for onnx2tf's downloaded sample images, so conversion never reaches for the network.
+    Files are named `{name_prefix}_{precision}.tflite`.
     """
     if "int8" in precisions and (calibration is None or not len(calibration)):
         raise PayattnError("int8 export needs calibration samples from the training split")
-    work = out_dir / ".tflite-work"
+    work = out_dir / f".tflite-work-{name_prefix}"
     work.mkdir()
     job: dict[str, Any] = {
         "onnx": str(onnx_path), "out_dir": str(out_dir), "work": str(work),
-        "precisions": list(precisions), "calibration": None,
+        "precisions": list(precisions), "calibration": None, "prefix": name_prefix,
     }
-    if "int8" in precisions:
+    if calibration is not None and len(calibration):
         np.save(work / "calibration.npy", calibration)
         job["calibration"] = str(work / "calibration.npy")
+        if calibration.ndim == 4:
+            nhwc = calibration[:ONNX2TF_SAMPLES].transpose(0, 2, 3, 1)
+            np.save(work / ONNX2TF_SAMPLE_FILE, np.ascontiguousarray(nhwc, dtype=np.float32))
     job_path = work / "job.json"
     job_path.write_text(json.dumps(job))
     package_root = str(Path(__file__).resolve().parents[2])  # where `import payattn` resolves
@@ -73,7 +86,7 @@ def convert(
     # -P: this file's own folder stays off sys.path, so ops.py or verify.py shadow nothing.
     proc = subprocess.run(
         [sys.executable, "-P", str(Path(__file__).resolve()), str(job_path)],
-        capture_output=True, text=True, env=env, preexec_fn=die_with_parent,
+        capture_output=True, text=True, env=env, cwd=work, preexec_fn=die_with_parent,
     )
     result = _read_result(work / "result.json")
     shutil.rmtree(work, ignore_errors=True)
@@ -120,7 +133,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     concrete = tf.function(lambda *xs: model(xs), input_signature=specs).get_concrete_function()
 
     calibration = None
-    if job["calibration"]:
+    if "int8" in job["precisions"]:
         calibration = _to_model_layout(np.load(job["calibration"]), tuple(specs[0].shape))
     files = {}
     for precision in job["precisions"]:
@@ -133,7 +146,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
             converter.target_spec.supported_types = [tf.float16]
         elif precision == "dynamic-int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        name = TFLITE_FILES[precision]
+        name = TFLITE_FILES[precision].replace("model", job["prefix"], 1)
         data = _int8(tf, converter, calibration) if precision == "int8" else converter.convert()
         tmp = Path(job["out_dir"]) / f".{name}.tmp"
         tmp.write_bytes(data)

@@ -90,10 +90,29 @@ def problems(file: str, precision: str, parity: dict[str, Any], limit: float | N
     return found
 
 
+def app_pixels(x: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """Normalised images [N, C, H, W] back to the RGB pixels (0-255, float32, NCHW) they came
+    from: the input of a vision model's app form, which normalises in its graph. A gray
+    pixel is given in all three channels."""
+    shape = (1, -1, 1, 1)
+    pixels = (x * np.reshape(std, shape) + np.reshape(mean, shape)) * 255
+    return np.repeat(pixels, 3 // x.shape[1], axis=1).astype(np.float32)
+
+
 def predictor(artifact: Artifact, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A batch-1 call taking PyTorch-layout input: NHWC TFLite inputs are fed transposed."""
+    """A batch-1 call taking PyTorch-layout input: NHWC TFLite inputs are fed transposed, an
+    app form (variant "app") gets the pixels the normalised input came from."""
     check_runtime(runtime)
     path, spec = artifact.path, artifact.inputs[0]
+    if artifact.entry.get("variant") == "app":
+        pre = artifact.manifest["preprocessing"]
+        plain = predictor_for(path, spec, runtime)
+        return lambda x: plain(app_pixels(x, pre["mean"], pre["std"]))
+    return predictor_for(path, spec, runtime)
+
+
+def predictor_for(path: Path, spec: dict[str, Any], runtime: str) -> Callable[[np.ndarray], np.ndarray]:
+    """predictor() for one file and its input spec, fed as the spec says."""
     if runtime == "onnxruntime":
         ort = runtime_module("onnxruntime")
         options = ort.SessionOptions()
