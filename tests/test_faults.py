@@ -298,8 +298,9 @@ def complete_artifact_dir(directory: Path) -> dict:
     return manifest
 
 
-EXPORT_STEPS = ["export:load", "export:data", "export:onnx", "export:tflite", "export:ops",
-                "export:verify", "export:manifest", "export:move", "export:swap", "export:swapped"]
+EXPORT_STEPS = ["export:load", "export:data", "export:onnx", "export:onnx-app", "export:tflite", "export:ops",
+                "export:metadata", "export:verify", "export:manifest", "export:move", "export:swap",
+                "export:swapped"]
 
 
 @pytest.mark.slow
