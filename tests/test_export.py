@@ -439,8 +439,9 @@ def test_failed_int8_names_the_precision_to_drop_and_keeps_the_rest(
                                             r"the int8 tolerance 0; every other artifact passed\. "
                                             r"Drop int8 \(--precision fp32,fp16\)") as failed:
         export(run_dir(workdir, "mnist-5k", "efficient"), out, ("fp32", "fp16", "int8"))
+    tflite = [f"{m}_{p}.tflite" for m in ("model", "model_app") for p in ("fp32", "fp16")]  # app form too
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json", "model.onnx", "model_fp32.tflite", "model_fp16.tflite", *REFERENCE_FILES.values()])
+        ["manifest.json", "labels.txt", "USAGE.md", "model.onnx", *tflite, *REFERENCE_FILES.values()])
     assert Manifest.load(out).data == failed.value.manifest.data
     assert {a["precision"] for a in failed.value.manifest.artifacts} == {"fp32", "fp16"}
     assert leftovers(tmp_path, "out") == ["out"]
