@@ -533,8 +533,10 @@ def test_demo_force_replaces_only_its_own_outputs(ws: Path, tmp_path: Path) -> N
 def test_the_harness_stops_itself_at_its_time_bound(tmp_path: Path) -> None:
     tiny = copy_artifact_dirs(tmp_path)
     job = {"artifacts": [{"path": str(tiny["vision"] / "model.onnx"), "manifest": str(tiny["vision"] / "manifest.json")}],
-           "runtimes": ["onnxruntime"], "threads": [1], "warmup_runs": 0, "warmup_seconds": 0, "runs": 1,
-           "min_seconds": 600, "timeout_seconds": 3, "device": {"name": "here", "kind": "local"}}
+           # Timing stops counting at 1,000,000 samples per configuration (a few seconds for this
+           # model), so four thread settings with long warm-ups and runs keep it busy past 3 s.
+           "runtimes": ["onnxruntime"], "threads": [1, 2, 3, 4], "warmup_runs": 0, "warmup_seconds": 600,
+           "runs": 1, "min_seconds": 600, "timeout_seconds": 3, "device": {"name": "here", "kind": "local"}}
     (tmp_path / "job.json").write_text(json.dumps(job))
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "payattn.runtime", str(tmp_path / "job.json")],
