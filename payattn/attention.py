@@ -91,7 +91,9 @@ class Attention(nn.Module):
                 f"got an input of length {x.shape[-2]}; pad or truncate inputs to "
                 f"{self.context_length} tokens or rebuild the model with that length"
             )
-        q = self.w_q(x) * self.scale
+        # The scale folded into W^Q: an exported graph then has no separate Mul to run.
+        bias = None if self.w_q.bias is None else self.w_q.bias * self.scale
+        q = nn.functional.linear(x, self.w_q.weight * self.scale, bias)
         k = x if self.w_k is None else self.w_k(x)
         v = x if self.w_v is None else self.w_v(x)
         if key_padding is not None:
