@@ -211,12 +211,14 @@ def test_reference_files_let_a_device_check_its_answers(workdir: Path) -> None:
             assert line["parity"]["max_abs_diff"] <= entry["parity"]["max_abs_diff"] + 1e-6
 
 
-def runs_whole_on_cpu(path: Path) -> bool:
-    """Whether LiteRT's CPU accelerator (XNNPACK) takes every operator of the graph."""
+def runs_whole_on_cpu(path: Path, entry: dict) -> bool:
+    """Whether LiteRT's CPU accelerator (XNNPACK) takes every operator of the graph, both as the
+    manifest records it for the Interpreter and as CompiledModel reports it."""
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-    return CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.CPU).is_fully_accelerated()
+    compiled = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.CPU)
+    return entry["xnnpack"]["fully_delegated"] and compiled.is_fully_accelerated()
 
 
 @pytest.mark.slow
@@ -225,7 +227,7 @@ def test_fp32_tflite_is_the_weights_and_efficient_has_no_transposes(workdir: Pat
     for mechanism in MECHANISMS:
         manifest, out, _ = exported(workdir, "mnist-5k", mechanism)
         for entry in manifest.artifacts:  # one-head scores used to fall outside as FULLY_CONNECTED
-            assert entry["format"] == "onnx" or runs_whole_on_cpu(out / entry["file"]), (mechanism, entry["file"])
+            assert entry["format"] == "onnx" or runs_whole_on_cpu(out / entry["file"], entry), (mechanism, entry["file"])
         fp32 = manifest.artifact("fp32")
         # 5% for the graph, plus each constant buffer's alignment padding (< 64 bytes)
         data = (out / fp32["file"]).read_bytes()
@@ -252,7 +254,7 @@ def test_int8_export_is_calibrated_on_training_samples(
     assert manifest["verification"]["calibration_samples"] == 200
     int8 = manifest.artifact("int8")
     assert {"QUANTIZE", "DEQUANTIZE", "FULLY_CONNECTED"} <= set(int8["operators"])
-    assert runs_whole_on_cpu(tmp_path / "out" / int8["file"])  # float where XNNPACK has no int8 kernel
+    assert runs_whole_on_cpu(tmp_path / "out" / int8["file"], int8)  # float where XNNPACK has no int8 kernel
     assert int8["inputs"][0]["dtype"] == "float32" and int8["outputs"][0]["dtype"] == "float32"
     assert int8["parity"]["top1_agreement"] >= 0.95
     assert int8["bytes"] < 0.45 * manifest.artifact("fp32")["bytes"]
