@@ -191,7 +191,8 @@ def test_device_dropping_mid_run(sshd_server, board, onnx_dirs, tmp_path):
     job = make_job(onnx_dirs, threads=(1, 2), runs=5, min_seconds=1.5)
 
     def drop_connections() -> None:
-        while not results_file.exists() or not results_file.read_text():
+        # Lines arrive one by one: wait for the whole first round (two artifacts, 1 thread).
+        while not results_file.exists() or len(results_file.read_text().splitlines()) < 2:
             time.sleep(0.05)
         children = subprocess.run(["pgrep", "-P", str(sshd_server.pid)], capture_output=True, text=True).stdout
         for pid in children.split():
