@@ -74,7 +74,7 @@ def accepted_connections(sshd_server) -> int:
 @pytest.mark.slow
 def test_ssh_bench_end_to_end(sshd_server, board, onnx_dirs):
     devices, settings = board
-    job = make_job(onnx_dirs)
+    job = {**make_job(onnx_dirs), "git_commit": "c0ffee"}  # build_job sets the host's commit once
     spec = get_device("board", devices)
     before = accepted_connections(sshd_server)
     started = time.perf_counter()
@@ -93,6 +93,7 @@ def test_ssh_bench_end_to_end(sshd_server, board, onnx_dirs):
         assert result["device"]["arch"] == platform.machine()
         assert result["artifact"]["path"] == str(directory / "model.onnx")  # the local path, not the copy
         assert result["runtime"]["name"] == "onnxruntime" and result["runs"] >= 20
+        assert result["git_commit"] == "c0ffee"
     cache = settings.remote_dir
     assert (Path(cache) / "pkg/payattn/runtime/__main__.py").is_file()
 

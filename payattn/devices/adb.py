@@ -34,7 +34,6 @@ from payattn.devices.registry import DeviceSpec
 from payattn.runtime import RuntimeJobError, validate_result
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.profile import parse_benchmark_model as parse_op_profile
-from payattn.runtime.env import git_commit
 from payattn.runtime.results import artifact_fields
 
 DEFAULT_REMOTE_DIR = "/data/local/tmp/payattn"
@@ -237,7 +236,7 @@ class AdbDevice:
             files.append((artifact.path, remote_of[artifact.path]))
         run.bytes_copied = self.sync(files, log)
         self.shell(f"chmod 755 {shlex.quote(str(remote_binary))}", "making benchmark_model executable")
-        commit = git_commit()
+        commit = job.get("git_commit")  # set once, by build_job
         for threads in job["threads"]:
             for artifact in artifacts:
                 text = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, log,

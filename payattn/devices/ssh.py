@@ -44,7 +44,6 @@ from payattn.files import clean_temp_leftovers
 from payattn.runtime import env
 from payattn.runtime.artifacts import load_manifest, sha256_file
 from payattn.runtime.parity import reference_paths
-from payattn.runtime.env import git_commit
 
 CONTROL_DIR_PREFIX = "payattn-ssh-"  # + PID-: a killed run's control dir is recognised later
 DEFAULT_REMOTE_DIR = ".cache/payattn"  # relative to the login directory, for ssh and scp alike
@@ -335,7 +334,6 @@ class SshDevice:
             local_paths[f"{folder}/{artifact.name}"] = entry["path"]
             entry["path"], entry["manifest"] = f"{folder}/{artifact.name}", f"{folder}/manifest.json"
         remote_job["device"] = {"name": self.spec.name, "kind": "ssh"}
-        remote_job.setdefault("git_commit", git_commit())  # the copy on the device has no git
         run.bytes_copied = self.sync(list(dict.fromkeys(files)), log)
         log(f"{self.spec.name}: copied {run.bytes_copied} bytes; running the harness")
 
