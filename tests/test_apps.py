@@ -109,7 +109,7 @@ def exported(workdir: Path, task: str) -> tuple[Path, Manifest]:
         out = workdir / "artifacts-all" / "cifar100" / "standard"
     else:
         run = workdir / "runs" / task
-        epochs, overrides = {"mnist-5k": (6, {}), "movie-reviews": (2, {"max_vocab": 2000})}[task]
+        epochs, overrides = {"mnist-5k": (6, {}), "movie-reviews": (4, {"max_vocab": 2000})}[task]
         train(task, "standard", run, epochs=epochs, overrides=overrides)
         export(run, out, PRECISIONS)
     _exports[task] = out, Manifest.load(out)
