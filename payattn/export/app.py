@@ -228,7 +228,7 @@ def _pack_aligned(model: Any) -> bytes:
             builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
             builder.head -= len(raw)
             builder.Bytes[builder.head:builder.head + len(raw)] = raw
-            data = builder.EndVector(len(raw))
+            data = builder.EndVector()  # StartVector recorded the length
         schema.BufferStart(builder)
         if data is not None:
             schema.BufferAddData(builder, data)
