@@ -52,6 +52,19 @@ def temp_dir_beside(target: Path) -> Path:
     return path
 
 
+def write_file_atomic(path: Path, data: str | bytes) -> Path:
+    """Write `path` through a hidden temp file beside it and one rename, so a reader (or a
+    kill) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data, encoding="utf-8")
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
 def clean_leftovers(folder: Path) -> list[Path]:
     """Remove the temp dirs in `folder` that a payattn process left when it was killed."""
     removed = []

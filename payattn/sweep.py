@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 import payattn
 from payattn.errors import PayattnError
-from payattn.files import pause_point
+from payattn.files import pause_point, write_file_atomic
 from payattn.mechanisms import MECHANISMS
 
 SCHEMA = "payattn.sweep/1"
@@ -409,10 +409,7 @@ def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[s
     spec_data["options"] = {name: list(values) for name, values in spec.options}
     document = {"schema": SCHEMA, "payattn_version": payattn.__version__, "spec": spec_data,
                 "points": list(entries.values())}
-    tmp = path.with_name(f".{INDEX}.tmp")
-    tmp.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_file_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
 def read_index(out: Path) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def test_ray_cluster_gives_the_local_pool_results(tmp_path, ray_head):  # noqa: 
 
 
 def test_unreachable_ray_address_is_a_clear_error(tmp_path):
-    from ray_fixture import free_port
+    from sshd_fixture import free_port
 
     with pytest.raises(PayattnError, match="cannot connect to the Ray cluster"):
         run_sweep(small_spec(seeds=[0]), tmp_path, ray_address=f"127.0.0.1:{free_port()}")

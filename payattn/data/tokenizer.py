@@ -18,7 +18,6 @@ as the runtime reads a C string.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from itertools import islice
@@ -28,6 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from payattn.errors import PayattnError
+from payattn.files import write_file_atomic
 
 SCHEMA = "payattn.tokenizer/2"
 # Python's [^\W_] is "letter or digit", RE2's [\pL\pN]: the two patterns split alike.
@@ -117,9 +117,7 @@ class Tokenizer:
             "case": CASES, "max_length": self.max_length, "pad_id": self.pad_id,
             "unk_id": self.unk_id, "vocab_size": self.vocab_size, "vocab": self.vocab,
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(payload, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_file_atomic(path, json.dumps(payload, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":

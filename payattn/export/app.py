@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import os
 import sys
 import zipfile
 from collections import Counter
@@ -35,6 +34,7 @@ import flatbuffers
 from ai_edge_litert import schema_py_generated as schema
 
 from payattn.errors import PayattnError
+from payattn.files import write_file_atomic
 
 SIGNATURE_KEY = "serving_default"
 METADATA_NAME = "TFLITE_METADATA"
@@ -113,9 +113,7 @@ def finish(path: Path, spec: AppSpec) -> None:
     with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_STORED) as zf:
         for name, text in files.items():
             zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), text.encode())
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(archive.getvalue())
-    os.replace(tmp, path)
+    write_file_atomic(path, archive.getvalue())
 
 
 def build_metadata(spec: AppSpec) -> bytes:

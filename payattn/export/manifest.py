@@ -8,7 +8,6 @@ reads them back through the runtime's reader.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from payattn.errors import PayattnError
+from payattn.files import write_file_atomic
 from payattn.runtime.artifacts import FILE, load_manifest, sha256_file
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import MANIFEST
@@ -60,10 +60,7 @@ class Manifest:
         problem = MANIFEST.problem(self.data, strict=True)
         if problem:
             raise PayattnError(f"the manifest for {directory} does not follow {SCHEMA}: {problem}")
-        tmp = path.with_name(f".{FILE}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_file_atomic(path, json.dumps(self.data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
