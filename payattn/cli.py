@@ -663,7 +663,7 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), help="Everything is written here: runs/, artifacts/, results.jsonl, report/."),
     text: bool = typer.Option(False, "--text", help="Also run the movie-reviews text task."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs; default: each task's."),
-    precision: str = typer.Option("fp32,fp16,dynamic-int8", metavar=PRECISION_METAVAR, help=PRECISION_HELP + " Exported and benched."),
+    precision: str = typer.Option("fp32,fp16,dynamic-int8,int8", metavar=PRECISION_METAVAR, help=PRECISION_HELP + " Exported and benched."),
     runs: int = typer.Option(DEFAULT_BENCH.runs, help=describe("runs")),
     min_seconds: float = typer.Option(DEFAULT_BENCH.min_seconds, help=describe("min_seconds")),
     force: bool = typer.Option(False, "--force", help="Replace payattn's own outputs in an existing OUT (runs/, artifacts/, results.jsonl, report/); nothing else there is touched."),

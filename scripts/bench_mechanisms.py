@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Measured speed-up of each mechanism over standard, beside the FLOP model's, on this machine.
 
-    .venv/bin/python scripts/bench_mechanisms.py [--out bench-out] [--presets mnist-tiny,mnist-wide]
+    .venv/bin/python scripts/bench_mechanisms.py [--out bench-out] [--presets mnist-tiny,mnist-wide,imdb-paper]
                                                 [--precisions fp32,int8] [--threads 1,2]
 
-For each preset it trains the four mechanisms briefly on mnist-5k (latency does not depend on
-the weights, but export verifies against real samples), exports ONNX and the requested TFLite
-precisions, and measures every artifact interleaved in one process, once per thread count.
+For each preset it trains the four mechanisms on the embedded data (mnist-5k for vision
+presets, movie-reviews for text) for the task's default epochs (latency does not depend on the
+weights, but the reduced precisions' agreement with PyTorch does, and a briefly trained model's
+near-tied logits would understate it), exports ONNX and the requested TFLite precisions, and
+measures every artifact interleaved in one process, once per thread count.
 It prints p50 latency per mechanism, runtime and precision; the measured speed-up over standard
 next to the whole-model FLOP speed-up (and their ratio: how much of the FLOP model's promise the
 runtime delivers); LiteRT over ONNX Runtime and int8 over fp32; achieved GFLOP/s as a share of
 this core's single-thread sgemm rate; the speed-up from 2 threads; and each artifact's peak
-memory; with --profile, ONNX Runtime's time per operator type and the attention layers' share
+memory; each reduced precision's top-1 agreement with PyTorch; with --profile, ONNX Runtime's
+time per operator type and the attention layers' share
 of it for each mechanism (payattn.runtime.profile; LiteRT's Python API has no per-operator
 timings). Timing targets live here rather than in unit tests: a shared machine makes single
 timings noisy, and only the ratios of one interleaved run compare.
@@ -41,11 +44,13 @@ from payattn.errors import PayattnError  # noqa: E402
 from payattn.export import PartialExport, export  # noqa: E402
 from payattn.export.manifest import Manifest  # noqa: E402
 from payattn.mechanisms import MECHANISMS  # noqa: E402
+from payattn.models import get_preset  # noqa: E402
 from payattn.runtime.profile import onnxruntime_profile  # noqa: E402
 from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, make_inputs  # noqa: E402
 from payattn.runtime.settings import BenchSettings  # noqa: E402
 from payattn.train import train  # noqa: E402
 
+TASK_OF_KIND = {"vision": "mnist-5k", "text": "movie-reviews"}  # the embedded data a preset trains on
 PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # what the honest reference runs without
 AVX512_KERNELS = ("SkylakeX", "Cooperlake", "SapphireRapids")  # OpenBLAS's AVX-512 core types
 SGEMM = """
@@ -86,12 +91,13 @@ def sgemm(pinned: bool) -> dict:
 
 
 def measure(preset: str, out: Path, precisions: list[str], settings: BenchSettings) -> list[dict]:
+    task = TASK_OF_KIND[get_preset(preset).kind]
     dirs = []
     for mech in MECHANISMS:
         run_dir, art_dir = out / "runs" / preset / mech, out / "artifacts" / preset / mech
         if not (art_dir / "manifest.json").is_file():
             if not (run_dir / "model.pt").is_file():
-                train("mnist-5k", mech, run_dir, preset=preset, epochs=3, force=True)
+                train(task, mech, run_dir, preset=preset, force=True)
             try:
                 export(run_dir, art_dir, precisions, force=True)
             except PartialExport as exc:  # the rest was written: bench it, and say what is missing
@@ -99,6 +105,27 @@ def measure(preset: str, out: Path, precisions: list[str], settings: BenchSettin
         dirs.append(art_dir)
     return bench(dirs, runtimes=("onnxruntime", "litert"), precisions=precisions, settings=settings,
                  results_path=out / "results.jsonl", device_name="local")
+
+
+def print_agreement(preset: str, out: Path, precisions: list[str]) -> None:
+    """Top-1 agreement with PyTorch of each reduced precision, as the export measured it."""
+    reduced = [p for p in precisions if p != "fp32"]
+    if not reduced:
+        return
+    print(f"\n## {preset}: top-1 agreement with PyTorch (export check, test samples)\n")
+    print("| precision | " + " | ".join(MECHANISMS) + " |")
+    print("|---|" + "--:|" * len(MECHANISMS))
+    manifests = [Manifest.load(out / "artifacts" / preset / mech) for mech in MECHANISMS]
+    for precision in reduced:
+        cells = []
+        for manifest in manifests:
+            try:
+                parity = manifest.artifact(precision)["parity"]
+            except PayattnError:
+                cells.append("left out")  # failed its floor: see the export's note
+                continue
+            cells.append(f"{parity['top1_agreement']:.1%}")
+        print(f"| {precision} | " + " | ".join(cells) + " |")
 
 
 def print_profiles(preset: str, out: Path) -> None:
@@ -174,6 +201,7 @@ def main() -> None:
         except PayattnError as exc:
             sys.exit(f"{preset}: {exc}")
         summarise(preset, results, free["gflops"])
+        print_agreement(preset, args.out, args.precisions.split(","))
         if args.profile:
             print_profiles(preset, args.out)
 
