@@ -14,9 +14,8 @@ next to the whole-model FLOP speed-up (and their ratio: how much of the FLOP mod
 runtime delivers); LiteRT over ONNX Runtime and int8 over fp32; achieved GFLOP/s as a share of
 this core's single-thread sgemm rate; the speed-up from 2 threads; and each artifact's peak
 memory; each reduced precision's top-1 agreement with PyTorch; with --profile, ONNX Runtime's
-time per operator type and the attention layers' share
-of it for each mechanism (payattn.runtime.profile; LiteRT's Python API has no per-operator
-timings). Timing targets live here rather than in unit tests: a shared machine makes single
+time per operator type and the attention layers' share of it for each mechanism
+(payattn.runtime.profile; LiteRT's Python API has no per-operator timings). Timing targets live here rather than in unit tests: a shared machine makes single
 timings noisy, and only the ratios of one interleaved run compare.
 
 The sgemm reference runs in a child process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE

@@ -162,14 +162,14 @@ def _int8(tf: Any, converter: Any, calibration: np.ndarray) -> bytes:
     ranges calibrated on `calibration`; the rest stays float32 between QUANTIZE/DEQUANTIZE
     pairs. Fully quantised, LayerNorm, softmax, GELU and the attention products ran on
     TFLite's reference int8 kernels outside XNNPACK (it has no int8 softmax, GELU, rsqrt or
-    activation × activation product): 1.5× slower than fp32 at mnist-wide. Three more stay float for accuracy: the patch embedding, whose int8 output
-    error rides the residual stream through every block; the classifier, whose int8 output
-    rounds the logits themselves (top-1 agreement with PyTorch at mnist-wide: 98.8% with both
-    in int8, 99.6% without); and a text model's token embedding, whose one int8 scale for the
-    whole table (GATHER has no per-row scales) cost three of the four movie-reviews models
-    0.2-0.5 points of agreement (super: 99.4% against 99.9%), though it made the file about
-    four times smaller. Inputs and outputs stay float32 (or int32 token ids): the app
-    feeds the same tensors to every precision.
+    activation × activation product): 1.5× slower than fp32 at mnist-wide. Three more stay
+    float for accuracy: the patch embedding, whose int8 output error rides the residual stream
+    through every block; the classifier, whose int8 output rounds the logits themselves (top-1
+    agreement with PyTorch at mnist-wide: 98.8% with both in int8, 99.6% without); and a text
+    model's token embedding, whose one int8 scale for the whole table (GATHER has no per-row
+    scales) cost three of the four movie-reviews models 0.2-0.5 points of agreement (super:
+    99.4% against 99.9%), though it made the file about four times smaller. Inputs and outputs
+    stay float32 (or int32 token ids): the app feeds the same tensors to every precision.
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
