@@ -12,7 +12,6 @@ from jsonschema import Draft202012Validator
 from schema_check import SCHEMAS, assert_valid, validator
 from tiny_artifacts import copy_artifact_dirs
 
-from payattn.runtime.settings import BenchSettings
 from payattn.bench import bench, build_job
 from payattn.runtime import RuntimeJobError
 from payattn.runtime.formats import JOB, MANIFEST, RESULT

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -35,6 +34,15 @@ DELIMITER = r"'*(?:[^\w']|_)+'*"
 DELIMITER_RE2 = r"'*[^\pL\pN']+'*"
 PAD, UNK = "<PAD>", "<UNKNOWN>"
 CASES = "lower, Capitalised or UPPER"
+
+
+_split = re.compile(DELIMITER).split
+
+
+def words(text: str) -> list[str]:
+    """The words of `text` as the runtime's tokenizer cuts them: up to a NUL, split on
+    DELIMITER, case kept."""
+    return [w for w in _split(text.split("\0", 1)[0]) if w]
 
 
 def case_forms(word: str) -> tuple[str, str, str]:
@@ -59,7 +67,6 @@ class Tokenizer:
         self.vocab = list(vocab)
         self.max_length = int(max_length)
         self.lookup = self._lookup_table(self.vocab)
-        self._split = re.compile(DELIMITER).split
 
     @staticmethod
     def _lookup_table(vocab: list[str]) -> dict[str, int]:
@@ -81,9 +88,8 @@ class Tokenizer:
         if max_vocab < 3:
             raise PayattnError(f"max_vocab must be at least 3 (pad, unk and one word), got {max_vocab}")
         counts: Counter[str] = Counter()
-        split = re.compile(DELIMITER).split
         for text in texts:
-            counts.update(w for w in split(text.split("\0", 1)[0].lower()) if w)
+            counts.update(words(text.lower()))
         if not counts:
             raise PayattnError("cannot fit a tokenizer: the training texts contain no words")
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -91,7 +97,7 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """The words of `text` as written (case kept), as the runtime's tokenizer cuts them."""
-        return [w for w in self._split(text.split("\0", 1)[0]) if w]
+        return words(text)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """int32 ids [len(texts), max_length], padded (or cut) at the end."""
@@ -100,8 +106,7 @@ class Tokenizer:
         out = np.full((len(texts), self.max_length), self.pad_id, dtype=np.int32)
         lookup, unk, length = self.lookup.get, self.unk_id, self.max_length
         for row, text in enumerate(texts):
-            words = islice((w for w in self._split(text.split("\0", 1)[0]) if w), length)
-            ids = [lookup(word, unk) for word in words]
+            ids = [lookup(word, unk) for word in words(text)[:length]]
             out[row, : len(ids)] = ids
         return out
 

@@ -2,7 +2,7 @@
 this artifact's names, shapes and preprocessing.
 
 The Python snippets are complete programs that define `classify(...)`; the tests run them
-as they are written here (tests/test_app_consumers.py), so the text cannot drift from what
+as they are written here (tests/test_apps.py), so the text cannot drift from what
 works. Each snippet has a title the tests find it by.
 """
 
@@ -11,17 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from payattn.files import write_file_atomic
+
 FILE = "USAGE.md"
 TITLES = {"litert": "Python: LiteRT CompiledModel, by signature",
           "mediapipe": "Python: MediaPipe Tasks"}
 
 
 def write(directory: Path, manifest: dict[str, Any]) -> Path:
-    path = Path(directory) / FILE
-    tmp = path.with_name(f".{FILE}.tmp")
-    tmp.write_text(render(manifest))
-    tmp.replace(path)
-    return path
+    return write_file_atomic(Path(directory) / FILE, render(manifest))
 
 
 def app_artifact(manifest: dict[str, Any], precision: str = "fp32") -> dict[str, Any]:
