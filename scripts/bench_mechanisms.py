@@ -14,9 +14,10 @@ next to the whole-model FLOP speed-up (and their ratio: how much of the FLOP mod
 runtime delivers); LiteRT over ONNX Runtime and int8 over fp32; achieved GFLOP/s as a share of
 this core's single-thread sgemm rate; the speed-up from 2 threads; and each artifact's peak
 memory; each reduced precision's top-1 agreement with PyTorch; with --profile, ONNX Runtime's
-time per operator type and the attention layers' share of it for each mechanism
-(payattn.runtime.profile; LiteRT's Python API has no per-operator timings). Timing targets live here rather than in unit tests: a shared machine makes single
-timings noisy, and only the ratios of one interleaved run compare.
+time per operator type and the attention layers' share of it for each mechanism, from the
+profiling pass `payattn bench --profile` runs (LiteRT's Python API has no per-operator timings).
+Timing targets live here rather than in unit tests: a shared machine makes single timings
+noisy, and only the ratios of one interleaved run compare.
 
 The sgemm reference runs in a child process with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
 removed from its environment (and that child only): a machine may pin OpenBLAS to an older
@@ -44,10 +45,8 @@ from payattn.export import PartialExport, export  # noqa: E402
 from payattn.export.manifest import Manifest  # noqa: E402
 from payattn.mechanisms import MECHANISMS  # noqa: E402
 from payattn.models import get_preset  # noqa: E402
-from payattn.runtime.profile import onnxruntime_profile  # noqa: E402
-from payattn.runtime.runners import DEFAULT_GRAPH_OPTIMIZATION, make_inputs  # noqa: E402
+from payattn.pipeline import ensure_run  # noqa: E402
 from payattn.runtime.settings import BenchSettings  # noqa: E402
-from payattn.train import train  # noqa: E402
 
 TASK_OF_KIND = {"vision": "mnist-5k", "text": "movie-reviews"}  # the embedded data a preset trains on
 PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # what the honest reference runs without
@@ -93,10 +92,9 @@ def measure(preset: str, out: Path, precisions: list[str], settings: BenchSettin
     task = TASK_OF_KIND[get_preset(preset).kind]
     dirs = []
     for mech in MECHANISMS:
-        run_dir, art_dir = out / "runs" / preset / mech, out / "artifacts" / preset / mech
+        art_dir = out / "artifacts" / preset / mech
         if not (art_dir / "manifest.json").is_file():
-            if not (run_dir / "model.pt").is_file():
-                train(task, mech, run_dir, preset=preset, force=True)
+            run_dir, _ = ensure_run(task, mech, out / "runs" / preset, preset=preset)
             try:
                 export(run_dir, art_dir, precisions, force=True)
             except PartialExport as exc:  # the rest was written: bench it, and say what is missing
@@ -127,15 +125,13 @@ def print_agreement(preset: str, out: Path, precisions: list[str]) -> None:
         print(f"| {precision} | " + " | ".join(cells) + " |")
 
 
-def print_profiles(preset: str, out: Path) -> None:
+def print_profiles(preset: str, results: list[dict]) -> None:
     print(f"\n## {preset}: ONNX Runtime per-operator profile (fp32, 1 thread)\n")
     print("| mechanism | attention share | top operators (share of kernel time) |")
     print("|---|--:|---|")
     for mech in MECHANISMS:
-        artifact_dir = out / "artifacts" / preset / mech
-        entry = Manifest.load(artifact_dir).artifact("fp32", "onnx")
-        profile = onnxruntime_profile(artifact_dir / entry["file"], make_inputs(entry["inputs"]), 1,
-                                      DEFAULT_GRAPH_OPTIMIZATION, runs=300)
+        profile = next(r["profile"] for r in results if r["mechanism"] == mech and r["threads"] == 1
+                       and r["runtime"]["name"] == "onnxruntime")
         top = ", ".join(f"{o['op']} {o['share']:.0%}" for o in profile["operators"][:5])
         print(f"| {mech} | {profile['attention_share']:.0%} | {top} |")
 
@@ -193,7 +189,7 @@ def main() -> None:
           f"pins ({', '.join(f'{k}={os.environ[k]}' for k in PINS if k in os.environ) or 'none'}: "
           f"{pinned['kernel']}). Shares below are of the first.")
     settings = BenchSettings(threads=tuple(int(t) for t in args.threads.split(",")), runs=args.runs,
-                             min_seconds=args.min_seconds, warmup_seconds=1.0)
+                             min_seconds=args.min_seconds, warmup_seconds=1.0, profile=args.profile)
     for preset in args.presets.split(","):
         try:
             results = measure(preset, args.out, args.precisions.split(","), settings)
@@ -202,7 +198,7 @@ def main() -> None:
         summarise(preset, results, free["gflops"])
         print_agreement(preset, args.out, args.precisions.split(","))
         if args.profile:
-            print_profiles(preset, args.out)
+            print_profiles(preset, results)
 
 
 if __name__ == "__main__":
