@@ -9,6 +9,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) -c constraints.txt
 
 .PHONY: demo test install clean
@@ -24,9 +25,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/payattn demo --out demo-out --force
 
-test: $(STAMP)
-	bash scripts/ci_system_deps.sh
+# The tests also start a local Ray head: the ray extra, installed once on top of the main stamp.
+$(TEST_STAMP): $(STAMP)
 	$(PIP_INSTALL) -e '.[test,ray]'
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
+	bash scripts/ci_system_deps.sh
 	$(BIN)/python -m pytest
 
 clean:
