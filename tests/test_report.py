@@ -392,3 +392,17 @@ def test_mean_and_max_stay_required() -> None:
     record["latency_ms"]["mean"] = None
     with pytest.raises(PayattnError, match=r"results:1: key 'latency_ms.mean' must be number, got null None"):
         headline_tables([record])
+
+
+def test_sweeps_with_the_same_folder_name_get_their_own_pareto_plots(tmp_path: Path) -> None:
+    from test_claims import make_sweep
+
+    # Both sweeps' manifests record the same sha256s, so one set of bench lines ties to both.
+    results = write_jsonl(tmp_path / "results.jsonl", make_sweep(tmp_path / "a" / "out"))
+    make_sweep(tmp_path / "b" / "out")
+    paths = report(results, tmp_path / "report", sweeps=[tmp_path / "a" / "out", tmp_path / "b" / "out"])
+    pareto = sorted(p.name for p in paths.plots if p.name.startswith("pareto-"))
+    assert pareto == ["pareto-out-laptop-2.png", "pareto-out-laptop.png", "pareto-out-pi5-2.png", "pareto-out-pi5.png"]
+    assert all(p.is_file() for p in paths.plots)
+    md = paths.md.read_text()
+    assert all(f"(plots/{name})" in md for name in pareto)

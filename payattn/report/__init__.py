@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Union
 
 from payattn.errors import PayattnError
 from payattn.files import check_replaceable, check_writable
-from payattn.report.plots import latency_plot, size_plot
+from payattn.report.plots import latency_plot, plot_slug, size_plot
 from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
@@ -66,16 +66,6 @@ def headline_tables(results: Results) -> list[Table]:
 def headline_table(results: Results) -> str:
     """The headline tables as Markdown, for printing after a demo."""
     return "\n\n".join(f"### {t.title}\n\n{t.to_markdown()}\n\n{t.note}" for t in headline_tables(results))
-
-
-def _slug(text: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "results"
-    slug, n = base, 1
-    while slug in taken:
-        n += 1
-        slug = f"{base}-{n}"
-    taken.add(slug)
-    return slug
 
 
 def _intro(source: Path, total: int, used: list[Result]) -> list[Block]:
@@ -188,7 +178,7 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
         taken: set[str] = set()
         for task, preset in groups(used):
             rs = [r for r in used if r.group == (task, preset)]
-            slug = _slug(f"{task}-{preset}", taken)
+            slug = plot_slug(f"{task}-{preset}", taken)
             latency_png, size_png = f"plots/latency-{slug}.png", f"plots/size-{slug}.png"
             latency_plot(rs, staging / latency_png)
             size_plot(rs, staging / size_png)
@@ -203,7 +193,7 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
             if profiles is not None:
                 blocks += [("h3", "Time per operator"), ("table", profiles)]
         for folder, sweep in loaded:
-            sweep_part, sweep_plots = sweep_blocks(folder, sweep, results, staging)
+            sweep_part, sweep_plots = sweep_blocks(folder, sweep, results, staging, taken)
             blocks += sweep_part
             plot_names += sweep_plots
         if used:

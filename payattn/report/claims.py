@@ -25,11 +25,10 @@ from typing import Any, Iterable, Sequence
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
-from payattn.report.tables import DASH, Table
+from payattn.report.tables import DASH, Table, ordered
 
 MARGIN_POINTS = 1.0  # accuracy points: a difference inside ±1 point counts as "matches"
 LATENCY_MARGIN = 0.05  # a speed-up under 5% does not count as "faster"
-CONFIDENCE = 0.95
 # Student t 0.975 quantiles for 1–30 degrees of freedom; larger ones use the Cornish–Fisher
 # expansion, which is within 1e-4 of the exact value there.
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
@@ -135,10 +134,6 @@ def settings(runs: list[SweepRun]) -> list[tuple[tuple[str, Any], ...]]:
     return list(dict.fromkeys(r.setting for r in runs))
 
 
-def mechanisms(runs: Iterable[SweepRun]) -> list[str]:
-    return sorted({r.mechanism for r in runs}, key=MECHANISMS.index)
-
-
 def accuracies(runs: list[SweepRun], setting: tuple, mechanism: str) -> dict[int, float]:
     """Test accuracy by seed of one mechanism at one setting."""
     return {r.seed: r.test_accuracy for r in runs if r.setting == setting and r.mechanism == mechanism}
@@ -154,7 +149,7 @@ def accuracy_table(runs: list[SweepRun]) -> Table:
     rows = []
     for setting in settings(runs):
         base = accuracies(runs, setting, "standard")
-        for mech in mechanisms(r for r in runs if r.setting == setting):
+        for mech in ordered((r.mechanism for r in runs if r.setting == setting), MECHANISMS):
             acc = accuracies(runs, setting, mech)
             est = Estimate.of(list(acc.values()))
             diff = paired(acc, base)

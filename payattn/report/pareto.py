@@ -13,7 +13,6 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -40,8 +39,6 @@ class Benched:
     precision: str
     threads: int
     ms: float
-    is_mean: bool
-    when: Any
 
     @property
     def config(self) -> tuple[str, str, str, int]:
@@ -84,9 +81,8 @@ def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[B
         if key not in by_point:
             continue
         run = by_point[key]
-        ms, is_mean = typical_ms(r)
         b = Benched(run.variant, run.mechanism, run.setting, run.seed, r.device, r.runtime, r.precision,
-                    r.threads, ms, is_mean, r.when)
+                    r.threads, typical_ms(r)[0])
         latest[(b.variant, b.seed, b.config)] = b
     return list(latest.values())
 

@@ -6,6 +6,7 @@ pyplot's global state or needs a display.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,6 +22,18 @@ def _grouped_offsets(count: int, width: float = 0.8) -> tuple[list[float], float
     """Bar offsets around each x position for `count` series side by side."""
     bar = width / max(count, 1)
     return [(i - (count - 1) / 2) * bar for i in range(count)], bar
+
+
+def plot_slug(text: str, taken: set[str]) -> str:
+    """A file-name-safe form of `text`, numbered -2, -3, … past the slugs in `taken` (then added),
+    so plots of one report never overwrite each other."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "results"
+    slug, n = base, 1
+    while slug in taken:
+        n += 1
+        slug = f"{base}-{n}"
+    taken.add(slug)
+    return slug
 
 
 def _save(fig: Figure, path: Path) -> None:

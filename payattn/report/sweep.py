@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from payattn.report.claims import SweepRun, accuracy_claims, accuracy_table, claims_table
 from payattn.report.pareto import benched, latency_claims, pareto_plot, pareto_points, pareto_table, recommendation
+from payattn.report.plots import plot_slug
 from payattn.report.results import Result
 from payattn.report.tables import device_label, devices, emulated_by
 
 
 def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], results: list[Result],
-                 staging: Path) -> tuple[list[tuple[str, Any]], list[str]]:
+                 staging: Path, taken: set[str]) -> tuple[list[tuple[str, Any]], list[str]]:
     """Report blocks for one sweep (`loaded` by claims.load_sweep) and the plots written under
-    staging/plots (relative names)."""
+    staging/plots (relative names); `taken` holds the report's plot slugs, so two sweep folders
+    with the same name get distinct plot files."""
     index, runs = loaded
     spec = index["spec"]
     lines = benched(folder, runs, results)
@@ -31,7 +32,7 @@ def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], re
     blocks.append(("table", claims_table(accuracy_claims(runs) + latency_claims(runs, lines, emulated))))
     for device in devices(benched_results):
         points, label = pareto_points(runs, lines, device), device_label(device, emulated)
-        name = f"plots/pareto-{re.sub(r'[^A-Za-z0-9._-]+', '-', f'{folder.name}-{device}')}.png"
+        name = f"plots/pareto-{plot_slug(f'{folder.name}-{device}', taken)}.png"
         pareto_plot(label, points, staging / name)
         plots.append(name)
         caveat = (f" Its latencies are those of {emulated[device]} on the machine that ran it, not of the "

@@ -142,12 +142,16 @@ def typical_ms(result: Result) -> tuple[float, bool]:
     return (p50, False) if p50 is not None else (float(result.data["latency_ms"]["mean"]), True)
 
 
+def ratio_stat(*results: Result | None) -> str:
+    """The statistic both sides of a ratio use: p50, or the mean where any line (None: absent) has
+    no median, so a ratio never mixes statistics."""
+    return "mean" if any(r is not None and r.latency("p50") is None for r in results) else "p50"
+
+
 def speedup(result: Result, base: Result | None) -> tuple[str, bool]:
-    """Standard's latency over the mechanism's: both p50, or both means where either line has no
-    median (then True: mark it), so a ratio never mixes statistics."""
-    means = any(r is not None and r.latency("p50") is None for r in (result, base))
-    stat = "mean" if means else "p50"
-    return fmt_ratio(base.latency(stat) if base else None, result.latency(stat)), means
+    """Standard's latency over the mechanism's in the statistic ratio_stat picks (True: means, mark it)."""
+    stat = ratio_stat(result, base)
+    return fmt_ratio(base.latency(stat) if base else None, result.latency(stat)), stat == "mean"
 
 
 # ---- tables -----------------------------------------------------------------------------
@@ -216,7 +220,7 @@ def verdict(results: list[Result]) -> str:
         for m in MECHANISMS[1:]:
             r = _at(at_config, m, config)
             if r is not None and base is not None:
-                stat = "p50" if r.latency("p50") is not None and base.latency("p50") is not None else "mean"
+                stat = ratio_stat(r, base)
                 ratios.setdefault(m, []).append(base.latency(stat) / r.latency(stat))
     if not ratios:
         return f"On {where}, no mechanism was measured beside standard, so there is no speed-up to report."
