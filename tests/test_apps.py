@@ -37,6 +37,7 @@ MIN_AGREEMENT = {"fp32": 1.0, "dynamic-int8": 0.99}
 CIFAR_CLASSES = ["apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle"]
 
 _exports: dict[str, tuple[Path, Manifest]] = {}
+_references: dict[str, tuple[Any, np.ndarray]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +118,14 @@ def exported(workdir: Path, task: str) -> tuple[Path, Manifest]:
 
 
 def reference(workdir: Path, task: str) -> tuple[Any, np.ndarray]:
-    """Raw test inputs (uint8 NCHW images or strings) and PyTorch's logits for them."""
-    run = load_run(workdir / "runs" / task)
-    dataset = load_task(task, workdir / "cifar" if task == "cifar100" else None)
-    data = prepare(dataset, run.tokenizer)
-    return dataset.test_x[:SAMPLES], verify.torch_logits(run.model, data.test_x[:SAMPLES])
+    """Raw test inputs (uint8 NCHW images or strings) and PyTorch's logits for them; computed
+    once per task, as every consumer case of that task compares against the same."""
+    if task not in _references:
+        run = load_run(workdir / "runs" / task)
+        dataset = load_task(task, workdir / "cifar" if task == "cifar100" else None)
+        data = prepare(dataset, run.tokenizer)
+        _references[task] = dataset.test_x[:SAMPLES], verify.torch_logits(run.model, data.test_x[:SAMPLES])
+    return _references[task]
 
 
 def consumer(out: Path, manifest: Manifest, file: str, title: str,
