@@ -357,17 +357,18 @@ def training_summary(task: str, rows: list[tuple[str, Path, dict[str, Any]]]) ->
 def export_summary(manifests: list[Any]) -> Table:
     """Each artifact's checks against their limits, as verified (an export that missed one failed)."""
     from payattn.report.tables import fmt_bytes
+    from payattn.runtime.parity import problems
 
     table = Table(title="export summary: every artifact against PyTorch")
     for col in ("mechanism", "artifact", "size", "max |Δ logit| ≤ limit", "top-1 agreement ≥ floor",
                 "test accuracy", "ops", "checks"):
         table.add_column(col, justify="left" if col in ("mechanism", "artifact", "checks") else "right")
     for m in manifests:
-        limits, floors = m["verification"]["max_abs_diff"], m["verification"]["min_top1_agreement"]
+        verification = m["verification"]
+        limits, floors = verification["max_abs_diff"], verification["min_top1_agreement"]
         for a in m["artifacts"]:
             parity, limit, floor = a["parity"], limits.get(a["precision"]), floors.get(a["precision"])
-            passed = ((limit is None or parity["max_abs_diff"] <= limit)
-                      and (floor is None or parity["top1_agreement"] >= floor))
+            passed = not problems(a["file"], a["precision"], parity, limit, floor, verification["test_samples"])
             table.add_row(m["mechanism"], a["file"], fmt_bytes(a["bytes"]),
                           f"{parity['max_abs_diff']:.1e} ≤ {limit:.2g}" if limit is not None
                           else f"{parity['max_abs_diff']:.1e} (no limit)",

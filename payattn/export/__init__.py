@@ -87,6 +87,7 @@ def export(
             export_onnx(run.model, run.config, onnx_path)
             graph = onnx.load(str(onnx_path))
         variants = appform.variants(run.config, dataset, onnx_path)
+        by_prefix = {v.prefix: v for v in variants}  # `files` is keyed by (prefix, precision)
         for variant in variants[1:]:
             with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
                 export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
@@ -110,12 +111,11 @@ def export(
         samples = verify.make_samples(run.config, data.test_x, data.test_y)
         with _step("writing signatures and TFLite Metadata", say, "metadata", tmp):
             for (prefix, _), path in files.items():
-                variant = next(v for v in variants if v.prefix == prefix)
+                variant = by_prefix[prefix]
                 appform.finish_unchanged(path, appform.app_spec(run, dataset, variant), variant.inputs(samples.random))
         with _step("verifying against PyTorch", say, "verify", tmp):
-            checks, tensors, summary, reference = _verify(run, onnx_path, variants, files, samples, say)
+            checks, tensors, summary, reference = _verify(run, variants[0], by_prefix, files, samples, say)
             checks, dropped = _keep_or_stop(checks, files)
-            checks = [c for c in checks if c.precision not in dropped]  # with its app form
             for key in [k for k in files if k[1] in dropped]:
                 files.pop(key).unlink()
         with _step("writing the manifest", say, "manifest", tmp):
@@ -123,7 +123,7 @@ def export(
                 shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
             summary["calibration_samples"] = len(calibration) if "int8" in chosen else 0
             artifacts = [mf.artifact_entry(tmp / c.file, c, counts[c.file], *tensors[c.file]) for c in checks]
-            variant_of = {path.name: next(v for v in variants if v.prefix == prefix) for (prefix, _), path in files.items()}
+            variant_of = {path.name: by_prefix[prefix] for (prefix, _), path in files.items()}
             for entry in artifacts:
                 if entry["format"] == "tflite":
                     entry.update(appform.app_entry(tmp / entry["file"], variant_of[entry["file"]]))
@@ -217,18 +217,18 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
 
 
 def _verify(
-    run: LoadedRun, onnx_path: Path, variants: list[Variant], files: dict[tuple[str, str], Path],
+    run: LoadedRun, trained: Variant, by_prefix: dict[str, Variant], files: dict[tuple[str, str], Path],
     samples: verify.Samples, say: Log,
 ) -> tuple[list[verify.Check], dict[str, tuple[str, list, list]], dict[str, Any], np.ndarray]:
-    """Run each artifact on the samples beside PyTorch. Returns each artifact's figures, its
-    format, inputs and outputs as an app feeds them (by file), what all were checked on, and
-    PyTorch's outputs. `files` is keyed by (variant prefix, precision)."""
+    """Run each artifact on the samples beside PyTorch: the ONNX file of `trained` (the model
+    as trained) and the TFLite `files`, keyed by (variant prefix, precision) as `by_prefix`
+    holds the variants. Returns each artifact's figures, its format, inputs and outputs as an
+    app feeds them (by file), what all were checked on, and PyTorch's outputs."""
     cfg = run.config
     x = np.concatenate([samples.random, samples.test_x])
     reference = verify.torch_logits(run.model, x)
     logit_scale = float(np.abs(reference).max())
-    by_prefix = {v.prefix: v for v in variants}
-    runners = [(onnx_path, "onnx", "fp32", variants[0], verify.open_onnx(onnx_path))]
+    runners = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
     for (prefix, precision), path in files.items():
         shape = tuple(example_input(cfg, by_prefix[prefix].app).shape)
         runners.append((path, "tflite", precision, by_prefix[prefix], verify.open_tflite(path, shape)))
@@ -250,10 +250,13 @@ def _verify(
     return checks, tensors, summary, reference
 
 
-def _keep_or_stop(checks: list[verify.Check], files: dict[str, Path]) -> tuple[list[verify.Check], dict[str, list[str]]]:
+def _keep_or_stop(
+    checks: list[verify.Check], files: dict[tuple[str, str], Path],
+) -> tuple[list[verify.Check], dict[str, list[str]]]:
     """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
     (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
-    out instead. Returns the checks of the artifacts kept and each left-out precision's misses."""
+    out instead, and with it its precision's other file (the as-trained one or the app form).
+    Returns the checks of the artifacts kept and each left-out precision's misses."""
     try:
         verify.validate(checks)
         return checks, {}
@@ -264,9 +267,9 @@ def _keep_or_stop(checks: list[verify.Check], files: dict[str, Path]) -> tuple[l
         if any(c.failures for c in kept) or not any(c.file in tflite_files for c in kept):
             raise
         dropped: dict[str, list[str]] = {}
-        for c in left_out:  # a precision's as-trained file and app form, together
+        for c in left_out:
             dropped.setdefault(c.precision, []).extend(c.failures)
-        return kept, dropped
+        return [c for c in kept if c.precision not in dropped], dropped
 
 
 def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:

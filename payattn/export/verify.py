@@ -22,7 +22,6 @@ from payattn.data import subset
 from payattn.errors import PayattnError
 from payattn.models import ModelConfig
 from payattn.runtime import parity as device_parity
-from payattn.runtime.runners import quiet_native_stderr
 
 # Max abs logit difference allowed against PyTorch, by precision (ONNX counts as fp32).
 MAX_ABS_DIFF = {"fp32": 1e-4, "fp16": 1e-2}
@@ -34,7 +33,6 @@ SCALED_BY_LOGITS = ("fp16",)
 MIN_TOP1_AGREEMENT = {"dynamic-int8": 0.98, "int8": 0.98}
 RANDOM_INPUTS = 8
 MAX_TEST_SAMPLES = 1000  # enough for 0.1% resolution on agreement and accuracy
-THREADS = 1  # deterministic, and fair to other processes on small machines
 
 
 @dataclass
@@ -118,51 +116,36 @@ def torch_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.n
 
 
 def open_onnx(path: Path) -> Runner:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    """Load with ONNX Runtime, as a device's parity check does."""
+    session = device_parity.onnxruntime_session(path)
     dtype = {"tensor(float)": "float32", "tensor(int32)": "int32"}
     inputs = [{"name": t.name, "shape": list(t.shape), "dtype": dtype.get(t.type, t.type)}
               for t in session.get_inputs()]
     outputs = [{"name": t.name, "shape": list(t.shape), "dtype": dtype.get(t.type, t.type)}
                for t in session.get_outputs()]
-    return Runner(inputs, outputs, lambda x: session.run(None, {name: x})[0])
+    return Runner(inputs, outputs, device_parity.onnxruntime_call(session, session.get_inputs()[0].name))
 
 
 def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> Runner:
-    """Load with LiteRT; an NHWC image input gets PyTorch's NCHW samples transposed."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet_native_stderr():
-        interpreter = Interpreter(model_path=str(path), num_threads=THREADS)
-        interpreter.allocate_tensors()
+    """Load with LiteRT, as a device's parity check does; an NHWC image input gets PyTorch's
+    NCHW samples transposed."""
+    interpreter = device_parity.litert_interpreter(path)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     shape = tuple(int(d) for d in inp["shape"])
     nhwc = len(torch_shape) == 4 and shape == tuple(torch_shape[i] for i in (0, 2, 3, 1))
     if not nhwc and shape != tuple(torch_shape):
         raise PayattnError(f"{path.name} takes input shape {list(shape)}, which is neither the "
                            f"model's {list(torch_shape)} nor its NHWC form")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x))
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"]).copy()
-
     layout = "NHWC" if nhwc else ("NCHW" if len(shape) == 4 else "tokens")
     inputs = [{"name": inp["name"], "shape": list(shape), "dtype": np.dtype(inp["dtype"]).name,
                "layout": layout}]
     outputs = [{"name": out["name"], "shape": [int(d) for d in out["shape"]],
                 "dtype": np.dtype(out["dtype"]).name}]
-    return Runner(inputs, outputs, run)
+    return Runner(inputs, outputs, device_parity.litert_call(interpreter, nhwc))
 
 
 def run_all(runner: Runner, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([runner.run(x[i:i + 1]) for i in range(len(x))])
+    return device_parity.run_each(runner.run, x)
 
 
 def check(file: str, precision: str, reference: np.ndarray, logits: np.ndarray, samples: Samples,

@@ -24,11 +24,12 @@ from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
 from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB, PARITY
-from payattn.runtime.runners import check_runtime, runtime_module, runtime_version
+from payattn.runtime.runners import (check_runtime, ort_session_options, quiet_native_stderr, runtime_module,
+                                     runtime_version)
 
 PARITY_SCHEMA = PARITY.id
 REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
-THREADS = 1  # as export verifies: deterministic, and fair to other processes
+THREADS = 1  # export verifies with these runners too: deterministic, and fair to other processes
 _EXPORT_HINT = "export the model again with `payattn export`"
 
 
@@ -114,16 +115,33 @@ def predictor(artifact: Artifact, runtime: str) -> Callable[[np.ndarray], np.nda
 def predictor_for(path: Path, spec: dict[str, Any], runtime: str) -> Callable[[np.ndarray], np.ndarray]:
     """predictor() for one file and its input spec, fed as the spec says."""
     if runtime == "onnxruntime":
-        ort = runtime_module("onnxruntime")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return lambda x: session.run(None, {spec["name"]: x})[0]
-    interpreter = runtime_module("litert").Interpreter(model_path=str(path), num_threads=THREADS)
-    interpreter.allocate_tensors()
+        return onnxruntime_call(onnxruntime_session(path), spec["name"])
+    return litert_call(litert_interpreter(path), spec.get("layout") == "NHWC")
+
+
+def onnxruntime_session(path: Path) -> Any:
+    """An ONNX Runtime session as parity checks open it, here and in export's verification."""
+    ort = runtime_module("onnxruntime")
+    return ort.InferenceSession(str(path), ort_session_options(THREADS), providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_call(session: Any, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A call feeding one array to the session's input `name`, returning its first output."""
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def litert_interpreter(path: Path) -> Any:
+    """A LiteRT interpreter as parity checks open it, tensors allocated; its delegate's
+    announcement is kept off stderr, where it would break progress output."""
+    with quiet_native_stderr():
+        interpreter = runtime_module("litert").Interpreter(model_path=str(path), num_threads=THREADS)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
+def litert_call(interpreter: Any, nhwc: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """A call on the interpreter's one input and output; `nhwc`: feed NCHW arrays transposed."""
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    nhwc = spec.get("layout") == "NHWC"
 
     def run(x: np.ndarray) -> np.ndarray:
         interpreter.set_tensor(inp["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1) if nhwc else x))
@@ -133,12 +151,18 @@ def predictor_for(path: Path, spec: dict[str, Any], runtime: str) -> Callable[[n
     return run
 
 
+def run_each(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """`run` on every sample of `x` as a batch of one (artifacts have static batch-1 shapes),
+    outputs concatenated."""
+    return np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+
+
 def check_artifact(artifact: Artifact, runtime: str, device: dict[str, Any]) -> dict[str, Any]:
     """Run the reference inputs through one artifact; return its payattn.parity/1 line."""
     reference = load_reference(artifact)
     run = predictor(artifact, runtime)
     try:
-        logits = np.concatenate([run(reference.inputs[i:i + 1]) for i in range(len(reference.inputs))])
+        logits = run_each(run, reference.inputs)
     except Exception as exc:
         raise RuntimeJobError(f"{artifact.path}: running the reference inputs in {runtime} failed: "
                               f"{' '.join(str(exc).split())[:200]}") from None

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from payattn.runtime.runners import ort_session_options, runtime_module
+
 PROFILE_RUNS = 200
 ATTENTION_MARK = "/attn/"
 LITERT_NOTE = ("LiteRT's Python API exposes no per-operator timings; Android's benchmark_model "
@@ -30,14 +32,10 @@ def unavailable(note: str = LITERT_NOTE) -> dict[str, Any]:
 
 def onnxruntime_profile(path: Path, feeds: dict[str, np.ndarray], threads: int, graph_optimization: str,
                         runs: int = PROFILE_RUNS) -> dict[str, Any]:
-    """Profile `runs` inferences of an ONNX file in a session of its own (same threads and
-    graph optimisation as the timed one)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, graph_optimization)
-    options.log_severity_level = 3
+    """Profile `runs` inferences of an ONNX file in a session of its own, set up as the timed
+    one (ort_session_options: same threads and graph optimisation)."""
+    ort = runtime_module("onnxruntime")
+    options = ort_session_options(threads, graph_optimization)
     options.enable_profiling = True
     with tempfile.TemporaryDirectory(prefix="payattn-profile-") as tmp:
         options.profile_file_prefix = str(Path(tmp) / "ort")

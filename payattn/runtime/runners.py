@@ -153,18 +153,28 @@ def _load_error(path: Path, runtime: str, exc: BaseException) -> RuntimeJobError
                            f"the file is corrupt or not a model for {runtime}: re-export the artifact")
 
 
-def _open_onnxruntime(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
-                      threads: int, level: str) -> Runner:
+def ort_session_options(threads: int, level: str = DEFAULT_GRAPH_OPTIMIZATION) -> Any:
+    """ONNX Runtime settings for every session payattn opens (timed, profiled, parity), so a
+    profile or a parity check sees the model as the timed runs do: `threads` intra-op
+    threads, one inter-op thread, sequential execution, graph optimisation `level` (a name of
+    ort.GraphOptimizationLevel)."""
     ort = runtime_module("onnxruntime")
-    if level not in ORT_LEVELS:
-        raise RuntimeJobError(f"unknown graph optimisation level {level!r}; "
-                              f"valid levels: {', '.join(ORT_LEVELS)}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.log_severity_level = 3  # errors only: progress owns stderr
+    return options
+
+
+def _open_onnxruntime(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
+                      threads: int, level: str) -> Runner:
+    ort = runtime_module("onnxruntime")
+    if level not in ORT_LEVELS:
+        raise RuntimeJobError(f"unknown graph optimisation level {level!r}; "
+                              f"valid levels: {', '.join(ORT_LEVELS)}")
+    options = ort_session_options(threads, level)
     start = time.perf_counter_ns()
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
