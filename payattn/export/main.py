@@ -1,0 +1,329 @@
+"""The export pipeline: a run dir to an artifact dir (ONNX, builtin-only TFLite per precision,
+manifest).
+
+    export(run_dir, out_dir) -> Manifest
+
+Steps: load the run and its task's data; torch.onnx.export (opset 20, TorchScript exporter,
+static batch-1 shapes) + onnxslim + onnx.checker, for a vision model also in its app form (RGB
+pixels in); onnx2tf and the TFLite converter; read each .tflite's operator table and reject
+any non-builtin operator; write its signature and TFLite Metadata (app.py), proving no output
+bit changed; run every artifact beside PyTorch on random and real test inputs and hold it to
+the tolerances in verify.py; write manifest.json, labels.txt and USAGE.md. Everything is
+built in a temporary dir beside `out_dir` and renamed into place only when all steps pass, so
+a failure leaves nothing behind and names the failed step. A reduced-precision TFLite file
+(fp16, dynamic-int8, int8) that fails verification is left out instead, with its app form:
+the dir is written, whole, with every artifact that passed, and PartialExport says which
+precision to drop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import onnx
+
+import payattn
+from payattn.errors import PayattnError
+from payattn.bench import parse_precisions
+from payattn.cost import model_cost
+from payattn.data import Dataset, load_task, prepare
+from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
+from payattn.export import app, appform, ops, tflite, usage, verify
+from payattn.export import manifest as mf
+from payattn.export.appform import Variant
+from payattn.export.manifest import Manifest
+from payattn.export.onnx_graph import example_input, export_onnx
+from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.runtime.artifacts import sha256_file
+from payattn.runtime.formats import PRECISIONS
+from payattn.runtime.parity import REFERENCE_FILES
+from payattn.train import LoadedRun, load_run
+
+__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "Manifest", "PartialExport", "export", "parse_precisions"]
+
+DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
+# Test samples kept in the artifact dir, with the random inputs, for on-device parity: enough
+# for the top-1 floor to mean something (98% = at most 3 misses), small enough to copy anywhere.
+REFERENCE_TEST_SAMPLES = 192
+# What an artifact dir holds: `--force` replaces a dir holding these names only.
+ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values(),
+                  *(name.replace("model", "model_app", 1) for name in tflite.TFLITE_FILES.values()),
+                  app.LABELS_FILE, usage.FILE, *REFERENCE_FILES.values())
+
+Log = Callable[[str], None]  # each step as it starts
+
+
+def export(
+    run_dir: Path | str,
+    out_dir: Path | str,
+    precisions: str | Iterable[str] = DEFAULT_PRECISIONS,
+    force: bool = False,
+    log: Log | None = None,
+    data_dir: Path | str | None = None,
+) -> Manifest:
+    """Export and verify the model of `run_dir` into `out_dir`; return its manifest.
+    `data_dir` overrides the dataset folder the run was trained from (full-dataset tasks)."""
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    chosen = parse_precisions(precisions)
+    out_dir = Path(out_dir)
+    check_export_target(out_dir, force)
+
+    with _step("loading the run dir", say, "load"):
+        run = load_run(Path(run_dir))
+    with _step(f"loading task {run.run_config.get('task')!r}", say, "data"):
+        dataset = load_task(run.run_config["task"], data_dir or run.run_config.get("data_dir"))
+        data = prepare(dataset, run.tokenizer)
+
+    created, tmp = _make_temp_dir(out_dir)
+    try:
+        onnx_path = tmp / "model.onnx"
+        with _step("exporting ONNX", say, "onnx", tmp):
+            export_onnx(run.model, run.config, onnx_path)
+            graph = onnx.load(str(onnx_path))
+        variants = appform.variants(run.config, dataset, onnx_path)
+        by_prefix = {v.prefix: v for v in variants}  # `files` is keyed by (prefix, precision)
+        for variant in variants[1:]:
+            with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
+                export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
+        # Images always: the first ones also stand in for onnx2tf's downloaded sample images.
+        needed = "int8" in chosen or run.config.kind == "vision"
+        calibration = tflite.calibration_inputs(data.train_x) if needed else None
+        files: dict[tuple[str, str], Path] = {}
+        for variant in variants:
+            with _step(f"converting {variant.onnx.name} to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
+                converted = tflite.convert(variant.onnx, tmp, chosen, variant.inputs(calibration),
+                                           name_prefix=variant.prefix)
+                files.update({(variant.prefix, precision): path for precision, path in converted.items()})
+            if variant.app:
+                variant.onnx.unlink()
+        with _step("checking TFLite operators", say, "ops", tmp):
+            counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
+            for path in files.values():
+                uses = ops.read_operators(path)
+                ops.require_builtin(path, uses, graph)
+                counts[path.name] = ops.operator_counts(uses)
+        samples = verify.make_samples(run.config, data.test_x, data.test_y)
+        with _step("writing signatures and TFLite Metadata", say, "metadata", tmp):
+            for (prefix, _), path in files.items():
+                variant = by_prefix[prefix]
+                appform.finish_unchanged(path, appform.app_spec(run, dataset, variant), variant.inputs(samples.random))
+        with _step("verifying against PyTorch", say, "verify", tmp):
+            checks, tensors, summary, reference = _verify(run, variants[0], by_prefix, files, samples, say)
+            checks, dropped = _keep_or_stop(checks, files)
+            for key in [k for k in files if k[1] in dropped]:
+                files.pop(key).unlink()
+        with _step("writing the manifest", say, "manifest", tmp):
+            if run.tokenizer is not None:
+                shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
+            summary["calibration_samples"] = len(calibration) if "int8" in chosen else 0
+            artifacts = [mf.artifact_entry(tmp / c.file, c, counts[c.file], *tensors[c.file]) for c in checks]
+            variant_of = {path.name: by_prefix[prefix] for (prefix, _), path in files.items()}
+            for entry in artifacts:
+                if entry["format"] == "tflite":
+                    entry.update(appform.app_entry(tmp / entry["file"], variant_of[entry["file"]]))
+            (tmp / app.LABELS_FILE).write_text("".join(f"{label}\n" for label in dataset.labels))
+            document = _manifest(run, dataset, artifacts, summary)
+            document["reference"] = _write_reference(tmp, samples, reference)
+            document["export_seconds"] = round(time.perf_counter() - started, 3)
+            manifest = Manifest(document)
+            manifest.write(tmp)
+            usage.write(tmp, document)
+        with _step(f"moving the artifacts into {out_dir}", say, "move", tmp):
+            replace_dir(tmp, out_dir, "export")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created):
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
+    if dropped:
+        raise PartialExport(out_dir, manifest, dropped, [p for p in chosen if p not in dropped])
+    return manifest
+
+
+class PartialExport(PayattnError):
+    """Some reduced precisions failed verification: the artifact dir was written (whole, and
+    atomically) with every other artifact, and `manifest` describes it."""
+
+    def __init__(self, out_dir: Path, manifest: Manifest, dropped: dict[str, list[str]], kept: list[str]) -> None:
+        self.manifest, self.dropped = manifest, dropped
+        names = ", ".join(dropped)
+        super().__init__(
+            f"export wrote {out_dir} without {names}, which failed verification: "
+            f"{'; '.join(m for ms in dropped.values() for m in ms)}; every other artifact passed. "
+            f"Drop {names} (--precision {','.join(kept)}) to export without this error, or train "
+            f"longer: near-tied logits are what quantisation flips")
+
+
+def check_export_target(out_dir: Path, force: bool) -> None:
+    """Refuse to overwrite an existing dir without `force`, or anything but an artifact dir with it."""
+    check_target(out_dir, force, ARTIFACT_FILES, "artifact dir")
+
+
+@contextlib.contextmanager
+def _step(name: str, say: Log, key: str, disk: Path | None = None) -> Iterator[None]:
+    """Announce a step (pause point `export:KEY`); turn any failure in it into one PayattnError
+    that names the step, and a full disk under `disk` into that plain fact."""
+    say(name)
+    pause_point(f"export:{key}")
+    try:
+        yield
+    except Exception as exc:
+        if disk is not None and _disk_full(exc, disk):
+            raise PayattnError(f"export failed while {name}: no space left on the disk holding "
+                               f"{disk.parent}; free space there or choose another --out") from None
+        if isinstance(exc, PayattnError):
+            raise PayattnError(f"export failed while {name}: {exc}") from None
+        raise PayattnError(f"export failed while {name}: {type(exc).__name__}: {exc}") from exc
+
+
+def _disk_full(exc: BaseException, disk: Path) -> bool:
+    """Whether a failure was a full disk: said so by errno, or next to no space is left (the
+    converter runs in a child process whose out-of-space errors arrive as other messages)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(disk.parent).free < 4 << 20
+    except OSError:
+        return False
+
+
+def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
+    """A fresh dir beside `out_dir` (same filesystem, so the final rename is atomic), after
+    removing what killed exports left there. Returns the parent dirs this created, so a
+    failed export can remove them again."""
+    parent = out_dir.absolute().parent
+    missing = [p for p in [parent, *parent.parents] if not p.exists()][::-1]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(parent)
+        return missing, temp_dir_beside(out_dir.absolute())
+    except OSError as exc:
+        for p in reversed(missing):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise PayattnError(
+            f"cannot write to {parent} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+
+
+def _verify(
+    run: LoadedRun, trained: Variant, by_prefix: dict[str, Variant], files: dict[tuple[str, str], Path],
+    samples: verify.Samples, say: Log,
+) -> tuple[list[verify.Check], dict[str, tuple[str, list, list]], dict[str, Any], np.ndarray]:
+    """Run each artifact on the samples beside PyTorch: the ONNX file of `trained` (the model
+    as trained) and the TFLite `files`, keyed by (variant prefix, precision) as `by_prefix`
+    holds the variants. Returns each artifact's figures, its format, inputs and outputs as an
+    app feeds them (by file), what all were checked on, and PyTorch's outputs."""
+    cfg = run.config
+    x = np.concatenate([samples.random, samples.test_x])
+    reference = verify.torch_logits(run.model, x)
+    logit_scale = float(np.abs(reference).max())
+    runners = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
+    for (prefix, precision), path in files.items():
+        shape = tuple(example_input(cfg, by_prefix[prefix].app).shape)
+        runners.append((path, "tflite", precision, by_prefix[prefix], verify.open_tflite(path, shape)))
+    checks, tensors = [], {}
+    for path, fmt, precision, variant, runner in runners:
+        say(f"verifying {path.name}")
+        logits = verify.run_all(runner, variant.inputs(x))
+        checks.append(verify.check(path.name, precision, reference, logits, samples, logit_scale))
+        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt, variant.app) for spec in runner.inputs], runner.outputs)
+    n_random = len(samples.random)
+    summary = {
+        "random_inputs": n_random, "test_samples": len(samples.test_x),
+        "test_split_size": samples.test_split_size,
+        "pytorch_test_accuracy": float((reference[n_random:].argmax(1) == samples.test_y).mean()),
+        "logit_scale": logit_scale,
+        "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
+        "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
+    }
+    return checks, tensors, summary, reference
+
+
+def _keep_or_stop(
+    checks: list[verify.Check], files: dict[tuple[str, str], Path],
+) -> tuple[list[verify.Check], dict[str, list[str]]]:
+    """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
+    (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
+    out instead, and with it its precision's other file (the as-trained one or the app form).
+    Returns the checks of the artifacts kept and each left-out precision's misses."""
+    try:
+        verify.validate(checks)
+        return checks, {}
+    except verify.VerificationError:
+        tflite_files = {path.name for path in files.values()}
+        left_out = [c for c in checks if c.failures and c.file in tflite_files and c.precision != "fp32"]
+        kept = [c for c in checks if c not in left_out]
+        if any(c.failures for c in kept) or not any(c.file in tflite_files for c in kept):
+            raise
+        dropped: dict[str, list[str]] = {}
+        for c in left_out:
+            dropped.setdefault(c.precision, []).extend(c.failures)
+        return [c for c in kept if c.precision not in dropped], dropped
+
+
+def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:
+    """Save the random inputs and the first test samples with PyTorch's outputs for them, so a
+    device can check its own answers later (payattn.runtime.parity); return the manifest entry."""
+    n_random, n_test = len(samples.random), min(REFERENCE_TEST_SAMPLES, len(samples.test_x))
+    arrays = {"inputs": np.concatenate([samples.random, samples.test_x[:n_test]]),
+              "outputs": reference[:n_random + n_test]}
+    entry: dict[str, Any] = {"random_inputs": n_random, "test_samples": n_test, "layout": "PyTorch"}
+    for key, name in REFERENCE_FILES.items():
+        path = out_dir / name
+        np.save(path, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+        entry[key] = {"file": name, "shape": list(arrays[key].shape), "dtype": arrays[key].dtype.name,
+                      "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return entry
+
+
+def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str, app_form: bool) -> dict[str, Any]:
+    """Complete an input's description the way an app needs it: layout, colour, id range."""
+    spec = dict(spec)
+    if cfg.kind == "text":
+        spec.update(layout="tokens", low=0, high=cfg.vocab_size)
+    else:
+        if fmt == "onnx":
+            spec["layout"] = "NCHW"
+        spec.update(appform.image_color(cfg, app_form))
+    return spec
+
+
+def _manifest(
+    run: LoadedRun, dataset: Dataset, artifacts: list[dict[str, Any]], verification: dict[str, Any],
+) -> dict[str, Any]:
+    cfg, cost = run.config, model_cost(run.config)
+    if cfg.kind == "vision":
+        # Per input channel; each artifact's inputs state their own layout and colour.
+        preprocessing = {"scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std)}
+    else:
+        tokenizer = run.tokenizer
+        preprocessing = {
+            "tokenizer": "tokenizer.json", "max_length": tokenizer.max_length,
+            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "case": CASES,
+            "delimiter": DELIMITER, "delimiter_re2": DELIMITER_RE2,
+        }
+    outputs = {"logits": "raw logits, one per class in `labels` order: apply softmax for "
+                         "probabilities", "labels_file": app.LABELS_FILE}
+    return {
+        "schema": mf.SCHEMA, "payattn_version": payattn.__version__, "created": mf.utc_now(),
+        "mechanism": cfg.mechanism, "task": run.run_config.get("task"),
+        "preset": run.run_config.get("preset"), "kind": cfg.kind, "config": cfg.to_dict(),
+        "params": sum(p.numel() for p in run.model.parameters()),
+        "attention_params": cost.attention_params, "flops": cost.flops,
+        "attention_flops": cost.attention_flops, "labels": list(dataset.labels),
+        "preprocessing": preprocessing, "outputs": outputs, "artifacts": artifacts,
+        "verification": verification,
+        "versions": mf.versions(), "export_seconds": None,
+    }
