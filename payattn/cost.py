@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from payattn.mechanisms import canonical_mechanism
-from payattn.models import ModelConfig
+from payattn.config import ModelConfig
 
 # How many d_m×d_m projections each mechanism learns (W^O included).
 _PROJECTIONS = {"standard": 4, "optimised": 3, "efficient": 2, "super": 2}

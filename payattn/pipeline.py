@@ -46,21 +46,54 @@ class ExportJob:
     trained: bool = False  # trained first by this command
 
 
+def train_many(task: str, mechanisms: list[str], out: Path, *, preset: str | None,
+               epochs: int | None, seed: int, data_dir: Path | None, shape: dict[str, Any] | None,
+               threads: int, force: bool,
+               hooks: Hooks = Hooks()) -> list[tuple[str, Path, dict[str, Any]]]:
+    """`payattn train`: every option and target checked, the data loaded once, then each
+    mechanism trained into OUT/TASK/MECHANISM. Returns (mechanism, run dir, metrics) rows."""
+    from payattn.data import load_task
+    from payattn.train import check_run_target, check_task_preset, check_train_options, default_epochs
+    from payattn.train import train
+
+    check_task_preset(task, preset)
+    check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=seed,
+                        threads=threads, overrides=shape)
+    for mech in mechanisms:
+        check_run_target(out / task / mech, force)
+    check_writable(out, "--out")
+    dataset = load_task(task, data_dir)
+    rows = []
+    for mech in mechanisms:
+        run_dir, label = out / task / mech, f"train {task}/{mech}"
+        metrics = train(task, mech, run_dir, preset=preset, epochs=epochs, seed=seed,
+                        data_dir=data_dir, overrides=shape, dataset=dataset, threads=threads,
+                        force=force, progress=hooks.training(label))
+        hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
+        rows.append((mech, run_dir, metrics))
+    return rows
+
+
 def wanted_config(task: str, mechanism: str, preset: str | None, epochs: int | None,
-                  data_dir: Path | None) -> dict[str, Any]:
-    """What a run dir trained by `export` with these options records: reuse needs all of it."""
+                  data_dir: Path | None, shape: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run dir trained by `export` with these options records: reuse needs all of it.
+    `shape` holds the model-shape options given (None = the preset's value)."""
+    from payattn.config import ModelConfig, resolve_config
     from payattn.data import TASKS
-    from payattn.models import resolve_config
     from payattn.train import default_epochs
 
     if task not in TASKS:
         raise PayattnError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
     preset = preset or TASKS[task].default_preset
-    cfg = resolve_config(preset, mechanism)
-    shape = {k: getattr(cfg, k) for k in ("d_model", "heads", "depth", "mlp_dim", "patch_size", "bias")}
+    given = {k: v for k, v in (shape or {}).items() if v is not None}
+    fields = set(ModelConfig.__dataclass_fields__)
+    cfg = resolve_config(preset, mechanism, **{k: v for k, v in given.items() if k in fields})
+    keys = ("d_model", "heads", "depth", "mlp_dim", "patch_size", "bias", *given)
+    shape_keys = [k for k in dict.fromkeys(keys) if k in fields]
     return {"task": task, "mechanism": mechanism, "preset": preset, "seed": 0,
             "epochs": epochs if epochs is not None else default_epochs(task),
-            "data_dir": str(Path(data_dir).absolute()) if data_dir is not None else None, "model": shape}
+            "data_dir": str(Path(data_dir).absolute()) if data_dir is not None else None,
+            "model": {k: getattr(cfg, k) for k in shape_keys}}
 
 
 def reusable(run_dir: Path, wanted: dict[str, Any]) -> bool:
@@ -86,18 +119,18 @@ def reusable(run_dir: Path, wanted: dict[str, Any]) -> bool:
 
 def ensure_run(task: str, mechanism: str, runs_root: Path, *, preset: str | None = None,
                epochs: int | None = None, data_dir: Path | None = None,
-               hooks: Hooks = Hooks()) -> tuple[Path, bool]:
+               shape: dict[str, Any] | None = None, hooks: Hooks = Hooks()) -> tuple[Path, bool]:
     """The run dir RUNS/TASK/MECHANISM: reused when it holds exactly this model, trained with
-    the task's defaults when absent, refused otherwise. Returns (run dir, trained now)."""
+    the task's defaults (and `shape`) when absent, refused otherwise. Returns (run dir, trained now)."""
     from payattn.train import train
 
     run_dir = Path(runs_root) / task / mechanism
-    if reusable(run_dir, wanted_config(task, mechanism, preset, epochs, data_dir)):
+    if reusable(run_dir, wanted_config(task, mechanism, preset, epochs, data_dir, shape)):
         hooks.log(f"using the trained model in {run_dir}")
         return run_dir, False
     label = f"train {task}/{mechanism}"
     metrics = train(task, mechanism, run_dir, preset=preset, epochs=epochs, data_dir=data_dir,
-                    progress=hooks.training(label))
+                    overrides=shape, progress=hooks.training(label))
     hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
     return run_dir, True
 
@@ -135,19 +168,26 @@ def export_all(jobs: list[ExportJob], precisions: Iterable[str], *, force: bool,
 def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, task: str,
                     preset: str | None, epochs: int | None, data_dir: Path | None,
                     precisions: str, out: Path, runs_dir: Path, force: bool,
+                    shape: dict[str, Any] | None = None,
                     hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
-    """`payattn export`: every target checked first, models trained or reused, then exported."""
+    """`payattn export`: every target checked first, models trained (with the model-shape
+    options in `shape`) or reused, then exported."""
     from payattn.bench import parse_precisions
     from payattn.export import check_export_target
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
+    given = sorted(k for k, v in (shape or {}).items() if v is not None)
+    if checkpoints and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise PayattnError(f"{flags} shape a model trained first; a --checkpoint is already trained: "
+                           f"drop {flags} or --checkpoint")
     if checkpoints:
         jobs = checkpoint_jobs(checkpoints, mechanism, out)
     else:
         mechanisms = expand_mechanisms(mechanism or "all")
         jobs = [ExportJob(runs_dir / task / m, out / task / m) for m in mechanisms]
         for job in jobs:  # refuse a mismatched run before training any other
-            reusable(job.run_dir, wanted_config(task, job.run_dir.name, preset, epochs, data_dir))
+            reusable(job.run_dir, wanted_config(task, job.run_dir.name, preset, epochs, data_dir, shape))
     for job in jobs:
         check_export_target(job.out_dir, force)
     check_writable(out, "--out")
@@ -155,8 +195,34 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
         check_writable(runs_dir, "--runs-dir")
         for job in jobs:
             job.run_dir, job.trained = ensure_run(task, job.run_dir.name, runs_dir, preset=preset,
-                                                  epochs=epochs, data_dir=data_dir, hooks=hooks)
+                                                  epochs=epochs, data_dir=data_dir, shape=shape,
+                                                  hooks=hooks)
     return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks)
+
+
+def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[Path]:
+    """ROOT/TASK/MECHANISM for each mechanism, refused unless each holds an export."""
+    dirs = [root / task / m for m in mechanisms]
+    missing = [d for d in dirs if not (d / "manifest.json").is_file()]
+    if missing:
+        raise PayattnError(
+            f"no exported artifacts in {', '.join(map(str, missing))}; run "
+            f"`payattn export --mechanism {','.join(mechanisms)} --task {task} --out {root}` first "
+            "or pass artifact dirs"
+        )
+    return dirs
+
+
+def verify_precisions(artifact_dirs: list[Path], precision: str) -> list[str]:
+    """The precisions of `precision` that the dirs hold (all of them when none does, so the
+    job names what is missing)."""
+    from payattn.bench import parse_precisions
+    from payattn.runtime.artifacts import load_manifest
+
+    asked = parse_precisions(precision)
+    have = {e["precision"] for d in artifact_dirs
+            for e in load_manifest(Path(d) / "manifest.json")["artifacts"]}
+    return [p for p in asked if p in have] or asked
 
 
 @dataclass

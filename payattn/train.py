@@ -24,7 +24,8 @@ from payattn.data.tokenizer import Tokenizer
 from payattn.errors import PayattnError
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
 from payattn.mechanisms import MECHANISMS, canonical_mechanism
-from payattn.models import ModelConfig, build_model, check_overrides, get_preset, resolve_config
+from payattn.config import ModelConfig, check_overrides, get_preset, resolve_config
+from payattn.models import build_model
 from payattn.runtime.settings import check_bound
 
 DEFAULT_EPOCHS = {"mnist-5k": 15, "movie-reviews": 5, "amazon-reviews": 8}

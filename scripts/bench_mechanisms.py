@@ -44,7 +44,7 @@ from payattn.errors import PayattnError  # noqa: E402
 from payattn.export import PartialExport, export  # noqa: E402
 from payattn.export.manifest import Manifest  # noqa: E402
 from payattn.mechanisms import MECHANISMS  # noqa: E402
-from payattn.models import get_preset  # noqa: E402
+from payattn.config import get_preset  # noqa: E402
 from payattn.pipeline import ensure_run  # noqa: E402
 from payattn.runtime.settings import BenchSettings  # noqa: E402
 

@@ -34,7 +34,8 @@ from payattn.export import verify
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.tflite import convert
 from payattn.mechanisms import MECHANISMS
-from payattn.models import ModelConfig, Preset, build_model, resolve_config
+from payattn.config import ModelConfig, Preset, resolve_config
+from payattn.models import build_model
 from payattn.runtime.runners import open_runner
 from payattn.runtime.timing import run_interleaved
 

@@ -68,7 +68,7 @@ def test_export_summary_states_each_check_against_its_limit(tmp_path: Path) -> N
     from rich.console import Console
     from tiny_artifacts import copy_artifact_dirs
 
-    from payattn.cli import PIPED_WIDTH, export_summary
+    from payattn.views import PIPED_WIDTH, export_summary
     from payattn.runtime.artifacts import load_manifest
 
     directory = copy_artifact_dirs(tmp_path)["vision"]

@@ -3,7 +3,8 @@
 import pytest
 
 from payattn.cost import attention_flops, model_cost
-from payattn.models import build_model, resolve_config
+from payattn.config import resolve_config
+from payattn.models import build_model
 
 MECHS = ["standard", "optimised", "efficient", "super"]
 

@@ -21,7 +21,7 @@ from payattn.errors import PayattnError
 from payattn.data import TASKS, load_task, prepare
 from payattn.data.dataset import channel_stats
 from payattn.data.tokenizer import Tokenizer
-from payattn.models import PRESETS
+from payattn.config import PRESETS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -31,7 +31,8 @@ from payattn.export.ops import operator_counts, read_operators, require_builtin
 from payattn.export.tflite import calibration_inputs, convert
 from payattn.mechanisms import MECHANISMS
 from payattn.runtime.parity import REFERENCE_FILES
-from payattn.models import build_model, resolve_config
+from payattn.config import resolve_config
+from payattn.models import build_model
 from payattn.train import load_run, train
 
 TASKS = {  # task -> (training overrides, epochs, precisions exported)

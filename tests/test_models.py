@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from payattn.models import build_model, resolve_config
+from payattn.config import resolve_config
+from payattn.models import build_model
 
 
 @pytest.mark.parametrize("preset,mechanism", [("mnist-tiny", "standard"), ("mnist-tiny", "super"),

@@ -197,6 +197,34 @@ def get_device(name: str, path: Path | None = None) -> DeviceSpec:
     return registry[name]
 
 
+def add_device(
+    name: str,
+    *,
+    ssh: str | None = None,
+    adb: str | None = None,
+    identity: Path | None = None,
+    known_hosts: Path | None = None,
+    python: str | None = None,
+    benchmark_model: Path | None = None,
+    cpu_mask: str | None = None,
+    path: Path | None = None,
+) -> DeviceSpec:
+    """`payattn devices add`: an SSH board or an ADB phone, refusing the other kind's options."""
+    if (ssh is None) == (adb is None):
+        raise PayattnError("give exactly one of --ssh USER@HOST[:PORT] or --adb SERIAL")
+    if ssh is not None:
+        if benchmark_model or cpu_mask:
+            raise PayattnError("--benchmark-model and --cpu-mask are for --adb devices")
+        return add_ssh_device(name, ssh, identity=str(identity) if identity else None,
+                              known_hosts=str(known_hosts) if known_hosts else None,
+                              python=python, path=path)
+    if identity or known_hosts or python:
+        raise PayattnError("--identity, --known-hosts and --python are for --ssh devices")
+    if benchmark_model is None:
+        raise PayattnError("an --adb device needs --benchmark-model PATH (TFLite's benchmark_model binary)")
+    return add_adb_device(name, adb, benchmark_model=str(benchmark_model), cpu_mask=cpu_mask, path=path)
+
+
 def add_ssh_device(
     name: str,
     target: str,

@@ -328,12 +328,15 @@ def describe(path: Path) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
     from payattn.export.ops import operator_counts, read_operators
+    from payattn.runtime.runners import quiet_native_stderr
 
     path = Path(path)
     if not path.is_file():
         raise PayattnError(f"{path} does not exist; pass a .tflite file from an artifact dir")
     view = read(path)
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    with quiet_native_stderr():  # LiteRT announces its CPU delegate on stderr, unasked
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        xnnpack = delegation(path)
 
     def tensors(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": d["dtype"].__name__}
@@ -344,7 +347,7 @@ def describe(path: Path) -> dict[str, Any]:
             "outputs": tensors(interpreter.get_output_details()),
             "metadata": _metadata_summary(view), "associated_files": sorted(view.files),
             "aligned": view.min_unaligned_buffer is None,
-            "operators": operator_counts(read_operators(path)), "xnnpack": delegation(path)}
+            "operators": operator_counts(read_operators(path)), "xnnpack": xnnpack}
     return info
 
 

@@ -22,7 +22,7 @@ from payattn.data.tokenizer import DELIMITER_RE2
 from payattn.errors import PayattnError
 from payattn.export import app, verify
 from payattn.export.onnx_graph import INPUT_NAMES, LUMA_WEIGHTS, OUTPUT_NAME
-from payattn.models import ModelConfig
+from payattn.config import ModelConfig
 from payattn.runtime.parity import app_pixels
 from payattn.train import LoadedRun
 

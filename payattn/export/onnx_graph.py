@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from payattn.errors import PayattnError
-from payattn.models import Classifier, ModelConfig
+from payattn.config import ModelConfig
+from payattn.models import Classifier
 
 # Opset 20 has GELU as one operator (opset 17 LayerNormalization too): onnx2tf turns the
 # models' tanh GELU into TFLite's builtin GELU, one op where opset 17 gave eight.

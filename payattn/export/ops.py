@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import onnx
 from ai_edge_litert import schema_py_generated as schema
 
 from payattn.errors import PayattnError
+
+if TYPE_CHECKING:  # only annotations: reading a .tflite (`payattn inspect`) never loads onnx
+    import onnx
 
 _BUILTIN_NAMES = {
     value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")

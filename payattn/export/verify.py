@@ -20,7 +20,7 @@ from torch import nn
 
 from payattn.data import subset
 from payattn.errors import PayattnError
-from payattn.models import ModelConfig
+from payattn.config import ModelConfig
 from payattn.runtime import parity as device_parity
 
 # Max abs logit difference allowed against PyTorch, by precision (ONNX counts as fp32).

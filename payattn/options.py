@@ -1,0 +1,280 @@
+"""The command line's options, declared once, and its parsers and error policy.
+
+Every option that several commands take is one `Annotated` type here, so it has one name, one
+meaning and one help text everywhere. The model-shape options come from the table in
+`payattn.config` (SHAPE_SETTINGS) through `shape_options`, and the bench options from
+`payattn.runtime.settings`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from inspect import Parameter, getdoc, signature
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from payattn.config import SHAPE_SETTINGS, ShapeSetting
+from payattn.errors import PayattnError
+from payattn.mechanisms import ALIASES, MECHANISMS
+from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import PRECISIONS, RUNTIMES
+from payattn.runtime.settings import BenchSettings, describe
+from payattn.views import print_error
+
+DEFAULT_BENCH = BenchSettings()
+MECHANISM_HELP = (f"One of {', '.join(MECHANISMS)} (alias {', '.join(ALIASES)}), a comma list, "
+                  "or all.")
+PRECISION_HELP = f"Comma list of {', '.join(PRECISIONS)}, or all."
+SEEDS_HELP = "A count (5 = seeds 0–4), a range (3-7) or a list (0,4,9)."
+
+
+def metavar(names: tuple[str, ...]) -> str:
+    return "[" + "|".join(names) + "]"
+
+
+def mechanism_option(extra: str = "") -> Any:
+    return typer.Option("--mechanism", "-m", metavar=metavar((*MECHANISMS, "all")),
+                        help=f"{MECHANISM_HELP} {extra}".strip())
+
+
+def precision_option(extra: str = "") -> Any:
+    return typer.Option(metavar=metavar((*PRECISIONS, "all")), help=f"{PRECISION_HELP} {extra}".strip())
+
+
+def bench_option(setting: str) -> Any:
+    """An option of payattn.runtime.settings.BenchSettings, with its declared help."""
+    return typer.Option(help=describe(setting))
+
+
+Mechanisms = Annotated[str, mechanism_option()]
+Precisions = Annotated[str, precision_option()]
+Runtimes = Annotated[str, typer.Option(metavar=metavar(RUNTIMES),
+                                       help=f"Comma list of {', '.join(RUNTIMES)}.")]
+Task = Annotated[str, typer.Option(help="mnist-5k, movie-reviews, amazon-reviews (embedded) or "
+                                        "mnist, cifar100, imdb, amazon (need --data-dir).")]
+Preset = Annotated[Optional[str], typer.Option(help="Model preset; default: the task's.")]
+Epochs = Annotated[Optional[int], typer.Option(help="Training epochs; default: the task's.")]
+DataDir = Annotated[Optional[Path], typer.Option(
+    help="Folder with the full dataset's official files (MNIST IDX .gz, cifar-100-python.tar.gz, "
+         "aclImdb_v1.tar.gz or aclImdb/, Amazon train.csv/test.csv).")]
+Seeds = Annotated[str, typer.Option(help=SEEDS_HELP)]
+Device = Annotated[str, typer.Option(help="Comma list of devices: local and names from "
+                                          "`payattn devices list`.")]
+DevicesFile = Annotated[Optional[Path], typer.Option(
+    help="Device registry file (default: $XDG_CONFIG_HOME/payattn/devices.toml).")]
+Timeout = Annotated[float, bench_option("timeout_seconds")]
+Runs = Annotated[int, bench_option("runs")]
+MinSeconds = Annotated[float, bench_option("min_seconds")]
+
+
+def shape_option(setting: ShapeSetting, several: bool) -> Parameter:
+    """The command-line option of one model-shape setting: one value, or a sweep's comma list."""
+    bounds = f"{setting.low:,}–{setting.high:,}"
+    if setting.kind is bool:
+        option = typer.Option(f"{setting.flag}/--no-{setting.flag[2:]}",
+                              help=setting.help[0].upper() + setting.help[1:] + ".")
+        kind: Any = Optional[bool]
+    elif several:
+        option = typer.Option(help=f"Values of {setting.help}, {bounds}: a comma list, each value "
+                                   "a point; default: the preset's.")
+        kind = Optional[str]
+    else:
+        option = typer.Option(help=f"Override {setting.help}, {bounds}.")
+        kind = Optional[int]
+    return Parameter(setting.name, Parameter.KEYWORD_ONLY, default=None,
+                     annotation=Annotated[kind, option])
+
+
+def shape_options(several: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command one option per model-shape setting (payattn.config.SHAPE_SETTINGS, read
+    when the command is defined); the command gets them together as `shape` (name -> value,
+    None = the preset's). With `several`, the settings a sweep takes, each as a comma list."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        settings = [s for s in SHAPE_SETTINGS if s.sweeps or not several]
+        own = signature(command, eval_str=True)
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            shape = {s.name: kwargs.pop(s.name, None) for s in settings}
+            return command(*args, shape=shape, **kwargs)
+
+        kept = [p for p in own.parameters.values() if p.name != "shape"]
+        added = [shape_option(s, several) for s in settings]
+        wrapper.__signature__ = own.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a user-facing error as one line and exit 2, instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (PayattnError, RuntimeJobError) as exc:
+            print_error(str(exc))
+            raise typer.Exit(2) from None
+        except OSError as exc:  # a disk or permission fault no check foresaw: still one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}; check that path's permissions and free space")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class OneLineErrors(TyperGroup):
+    """A usage error (a bad value, a missing option) is one line naming it and where to look,
+    like every other payattn error, instead of a usage block and a boxed panel."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        hide_flag_types(self)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            print_error("interrupted")
+            code = 130
+        except Exception as exc:
+            if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                print_error(f"{exc.format_message()}{where}")
+            code = exc.exit_code
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def hide_flag_types(command: Any) -> None:
+    """An on/off flag takes no value, so its help shows no `<bool>` type (--help included)."""
+    help_option = command.get_help_option(click.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        hide_flag_types(sub)
+
+
+def split_list(value: str, option: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise PayattnError(f"{option} needs at least one value")
+    return items
+
+
+def parse_ints(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in split_list(value, option)]
+    except ValueError:
+        raise PayattnError(f"{option} takes whole numbers separated by commas, got {value!r}") from None
+
+
+# ---- options of one command, declared here so cli.py reads as the list of commands ---------
+
+Checkpoints = Annotated[Optional[list[Path]], typer.Option(
+    "--checkpoint", help="Run dir(s) from `payattn train`; without it the task's default model is "
+                         "trained first (or reused from --runs-dir when it is exactly that model).")]
+RunsDir = Annotated[Path, typer.Option(help="Where models trained first are kept "
+                                            "(RUNS_DIR/TASK/MECHANISM).")]
+SweepDir = Annotated[Optional[Path], typer.Option(
+    "--sweep", help="A folder from `payattn sweep`: export its finished points to "
+                    "SWEEP/artifacts/VARIANT/seed-N.")]
+ArtifactDirs = Annotated[Optional[list[Path]], typer.Argument(
+    help="Artifact dirs from `payattn export`; default: ARTIFACTS/TASK/MECHANISM.")]
+ArtifactsRoot = Annotated[Path, typer.Option("--artifacts",
+                                             help="Root of the artifact dirs when no dir is given.")]
+Threads = Annotated[str, bench_option("threads")]
+Warmup = Annotated[int, typer.Option("--warmup", help=describe("warmup_runs"))]
+WarmupSeconds = Annotated[float, bench_option("warmup_seconds")]
+Results = Annotated[Path, typer.Option(help="Results file; lines are appended.")]
+Xnnpack = Annotated[Optional[bool], typer.Option(
+    "--xnnpack/--no-xnnpack", help="Android only: benchmark_model's --use_xnnpack (default: its own).")]
+VerifyFirst = Annotated[bool, typer.Option(
+    "--verify", help="First check each device's outputs against PyTorch's (as `payattn verify`); "
+                     "bench only if all pass.")]
+Profile = Annotated[bool, typer.Option(
+    "--profile", help="After the timed runs, record each artifact's time per operator (ONNX "
+                      "Runtime's profiler; Android's benchmark_model op profiling; LiteRT's "
+                      "Python API has none).")]
+Ssh = Annotated[Optional[str], typer.Option(help="USER@HOST[:PORT] of a Linux board (Raspberry Pi).")]
+Identity = Annotated[Optional[Path], typer.Option(help="SSH private key (default: your ssh config's).")]
+KnownHosts = Annotated[Optional[Path], typer.Option(
+    help="Host-key file to trust for this board instead of ~/.ssh/known_hosts (the emulated Pi "
+         "prints one).")]
+Python = Annotated[Optional[str], typer.Option(help="Python on the board (default: python3).")]
+Adb = Annotated[Optional[str], typer.Option(help="Serial of an Android device (`adb devices`).")]
+BenchmarkModel = Annotated[Optional[Path], typer.Option(
+    help="TFLite's benchmark_model binary for the phone's ABI.")]
+CpuMask = Annotated[Optional[str], typer.Option(help="Hex CPU mask for taskset on the phone, e.g. f0 "
+                                                     "for big cores.")]
+Seed = Annotated[int, typer.Option(help="Seed for weights and batch order (same seed, same model).")]
+TrainOut = Annotated[Path, typer.Option("--out", help="Run dirs are written to OUT/TASK/MECHANISM.")]
+TrainThreads = Annotated[int, typer.Option(
+    "--threads", help="Torch threads for training (1–256); 1 is fastest for these small models on "
+                      "a busy machine.")]
+TrainForce = Annotated[bool, typer.Option(
+    "--force", help="Replace existing run dirs (only payattn's own: model.pt, config.json, "
+                    "metrics.json, tokenizer.json).")]
+SweepPresets = Annotated[Optional[str], typer.Option(
+    "--preset", help="Comma list of presets to sweep; default: the task's.")]
+SweepOut = Annotated[Optional[Path], typer.Option(
+    "--out", help="Sweep folder: runs/VARIANT/seed-N and sweep.json; default: sweeps/TASK.")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Local processes, one torch thread each; default: the cores.")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", help="Run the points as tasks on this Ray cluster (HOST:PORT, ray://…, or auto).")]
+SweepForce = Annotated[bool, typer.Option("--force", help="Retrain points that are already finished.")]
+ExportOut = Annotated[Path, typer.Option("--out", help="Artifact dirs are written to "
+                                                       "OUT/TASK/MECHANISM.")]
+ExportForce = Annotated[bool, typer.Option(
+    "--force", help="Replace existing artifact dirs (only payattn's own files in them).")]
+ExportSeeds = Annotated[Optional[str], typer.Option(
+    "--seeds", help="With --sweep, the seeds to export (default: all). " + SEEDS_HELP)]
+ResultsFile = Annotated[Optional[Path], typer.Argument(
+    help="A results.jsonl written by `payattn bench`; default: results.jsonl, or none with --sweep.")]
+ReportOut = Annotated[Optional[Path], typer.Option(
+    "--out", help="Report folder; default: report/ beside RESULTS (or beside the first sweep).")]
+ReportSweeps = Annotated[Optional[list[Path]], typer.Option(
+    "--sweep", help="A folder from `payattn sweep` (repeatable): accuracy over seeds, the paper's "
+                    "claims, Pareto per device.")]
+DemoOut = Annotated[Path, typer.Option(
+    "--out", help="Everything is written here: runs/, artifacts/, results.jsonl, report/.")]
+DemoText = Annotated[bool, typer.Option("--text", help="Also run the movie-reviews text task.")]
+DemoEpochs = Annotated[Optional[int], typer.Option(
+    "--epochs", help="Training epochs; default: each task's.")]
+DemoForce = Annotated[bool, typer.Option(
+    "--force", help="Replace payattn's own outputs in an existing OUT (runs/, artifacts/, "
+                    "results.jsonl, report/); nothing else there is touched.")]
+ExportMechanisms = Annotated[Optional[str], mechanism_option("Default: all, or the checkpoint's.")]
+VerifyPrecisions = Annotated[str, precision_option("Those the dirs lack are skipped.")]
+BenchMechanisms = Annotated[str, mechanism_option("Used when no dir is given.")]
+BenchTask = Annotated[str, typer.Option("--task", help="Task whose artifacts to bench when no dir "
+                                                       "is given.")]
+DemoPrecisions = Annotated[str, precision_option("Exported and benched.")]
+InfoPreset = Annotated[str, typer.Option("--preset", help="Model preset (see the list printed below).")]
+TfliteFile = Annotated[Path, typer.Argument(
+    help="A .tflite file, e.g. artifacts/mnist-5k/standard/model_fp32.tflite.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the same facts as one JSON object.")]
+VerifyDirs = Annotated[list[Path], typer.Argument(
+    help="Artifact dirs from `payattn export`; they carry PyTorch's reference outputs.")]
+
+
+def in_pipeline_order(app: typer.Typer, devices: typer.Typer, order: tuple[str, ...]) -> None:
+    """`payattn --help` lists the commands in pipeline order, each with its docstring as one
+    paragraph (a docstring's line breaks are for the source, not the terminal)."""
+    for typer_app in (app, devices):
+        for command in typer_app.registered_commands:
+            command.help = " ".join((getdoc(command.callback) or "").split())
+    name = lambda c: c.name or c.callback.__name__  # noqa: E731
+    app.registered_commands.sort(key=lambda c: order.index(name(c)) if name(c) in order else len(order))
