@@ -36,9 +36,8 @@ import payattn
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
 from payattn.mechanisms import MECHANISMS
+from payattn.sweep_index import INDEX, SCHEMA, read_index
 
-SCHEMA = "payattn.sweep/1"
-INDEX = "sweep.json"
 # Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
 SHAPE_OPTIONS = ("d_model", "heads", "depth", "mlp_dim", "patch_size", "context_length", "max_vocab")
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
@@ -410,19 +409,6 @@ def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[s
     document = {"schema": SCHEMA, "payattn_version": payattn.__version__, "spec": spec_data,
                 "points": list(entries.values())}
     return write_file_atomic(path, json.dumps(document, indent=2) + "\n")
-
-
-def read_index(out: Path) -> dict[str, Any]:
-    """The sweep index of `out` (a sweep folder or its sweep.json)."""
-    path = Path(out)
-    path = path / INDEX if path.is_dir() else path
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PayattnError(f"cannot read the sweep index {path} ({exc}); run `payattn sweep` to create it") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise PayattnError(f"{path} is not a {SCHEMA} sweep index; pass the folder `payattn sweep --out` wrote")
-    return document
 
 
 def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
