@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from payattn import __version__
 from payattn.errors import PayattnError
-from payattn.mechanisms import ALIASES, MECHANISMS, expand_mechanisms
+from payattn.mechanisms import ALIASES, MECHANISMS, expand_mechanisms, parse_precisions
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import PRECISIONS, RUNTIMES
 from payattn.runtime.settings import BenchSettings, describe
@@ -531,7 +531,7 @@ def bench(
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
     first and alone, then the others at once."""
-    from payattn.bench import build_job, parse_precisions
+    from payattn.bench import build_job
     from payattn.devices import AdbSettings, run_on_devices
 
     settings = BenchSettings(threads=parse_threads(threads), runs=runs, warmup_runs=warmup,
@@ -602,7 +602,7 @@ def verify_command(
 ) -> None:
     """Run each artifact on the reference inputs stored at export, on the device(s), and compare
     the outputs with PyTorch's under the export's tolerances. Not available on Android."""
-    from payattn.bench import build_job, parse_precisions
+    from payattn.bench import build_job
     from payattn.runtime.artifacts import load_manifest
 
     have = {e["precision"] for d in artifact_dirs for e in load_manifest(Path(d) / "manifest.json")["artifacts"]}

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import payattn
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
-from payattn.mechanisms import MECHANISMS
+from payattn.mechanisms import MECHANISMS, parse_precisions
 from payattn.sweep_index import INDEX, SCHEMA, read_index
 
 # Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
@@ -416,7 +416,6 @@ def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = Non
                  hooks: Any = None) -> tuple[list[Any], list[Any]]:
     """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
     the report finds them to tie bench results to points. Returns the jobs and manifests."""
-    from payattn.bench import parse_precisions
     from payattn.export import check_export_target
     from payattn.pipeline import ExportJob, Hooks, export_all
 

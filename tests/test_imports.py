@@ -5,8 +5,8 @@ deferred import is still a dependency; `if TYPE_CHECKING:` blocks are not). How 
 
 - `import payattn.a.b` and `from payattn.a import b` where b is a submodule: payattn.a.b.
 - `from payattn.a import name` where name is not a submodule: payattn.a (its __init__), unless
-  payattn.a is a lazy package face, whose `_EXPORTS` table maps the name to the submodule that
-  defines it; then that submodule. A lazy face also depends on every module its table names
+  payattn.a is a lazy package face, whose `_EXPORTS` table maps the name to the module that
+  defines it (a submodule, or another payattn module by full name); then that module. A lazy face also depends on every module its table names
   (it imports them on first use).
 - Importing payattn.a.b runs payattn/a/__init__.py first; that implicit edge is not counted,
   so an eager package __init__ is in a cycle only when one of its submodules imports names
@@ -64,6 +64,11 @@ def _lazy_exports(tree: ast.Module) -> dict[str, str]:
     return {}
 
 
+def _lazy_target(package: str, module: str) -> str:
+    """A lazy face's table names a submodule, or another module by its full name."""
+    return module if "." in module else f"{package}.{module}"
+
+
 def _absolute(module: str, path: Path, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module or ""
@@ -82,12 +87,12 @@ def import_graph() -> dict[str, set[str]]:
         if f"{package}.{name}" in modules:
             return f"{package}.{name}"
         if name in lazy.get(package, {}):
-            return f"{package}.{lazy[package][name]}"
+            return _lazy_target(package, lazy[package][name])
         return package
 
     graph: dict[str, set[str]] = {}
     for module, tree in trees.items():
-        targets = {f"{module}.{sub}" for sub in lazy.get(module, {}).values()}
+        targets = {_lazy_target(module, target) for target in lazy.get(module, {}).values()}
         for node in _imports(tree):
             if isinstance(node, ast.Import):
                 targets |= {alias.name for alias in node.names}
@@ -128,6 +133,7 @@ def test_graph_reads_every_kind_of_import():
     assert "payattn.export.verify" not in graph["payattn.export.manifest"]  # only under TYPE_CHECKING
     assert "payattn.train" in graph["payattn.sweep"]  # imported inside a function
     assert "payattn.export.main" in graph["payattn.pipeline"]  # from payattn.export import export (lazy)
+    assert "payattn.mechanisms" in graph["payattn.export"]  # the face's parse_precisions, by full name
 
 
 def test_cycle_finder_names_the_cycle_in_order():
