@@ -36,7 +36,8 @@ def plot_slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_png(fig: Figure, path: Path) -> None:
+    """Write `fig` to `path` as every plot of the report is written: PNG, one dpi, no version stamp."""
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
 
@@ -90,7 +91,7 @@ def latency_plot(results: list[Result], path: Path) -> None:
         labels.append("hatched: mean, no median reported (no whisker)")
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
     fig.suptitle(f"{task} / {preset}: latency per inference")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def size_plot(results: list[Result], path: Path) -> None:
@@ -114,4 +115,4 @@ def size_plot(results: list[Result], path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(5, len(kinds)), fontsize="small")
     ax.set_title(f"{task} / {preset}: artifact size")
-    _save(fig, path)
+    save_png(fig, path)
