@@ -102,14 +102,14 @@ def size_plot(results: list[Result], path: Path) -> None:
     fig = Figure(figsize=(max(6.0, 0.8 * len(mechs) * max(1, len(kinds))), 4.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     offsets, bar = _grouped_offsets(len(kinds))
-    for offset, (fmt, precision) in zip(offsets, kinds):
+    for offset, (file_format, precision) in zip(offsets, kinds):
         xs, sizes = [], []
         for x, m in enumerate(mechs):
-            hit = [r for r in results if (r.mechanism, r.fmt, r.precision) == (m, fmt, precision)]
+            hit = [r for r in results if (r.mechanism, r.file_format, r.precision) == (m, file_format, precision)]
             if hit:
                 xs.append(x + offset)
                 sizes.append(hit[-1].data["artifact"]["bytes"] / 1024)
-        ax.bar(xs, sizes, bar, label=f"{fmt} {precision}")
+        ax.bar(xs, sizes, bar, label=f"{file_format} {precision}")
     ax.set_xticks(range(len(mechs)), mechs)
     ax.set_ylabel("file size KiB")
     ax.grid(axis="y", alpha=0.3)
