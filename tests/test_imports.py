@@ -147,6 +147,14 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_runtime_imports_nothing_above_it():
+    """payattn.runtime is copied to devices as it is: it may import itself and payattn's root only."""
+    graph = import_graph()
+    upward = {f"{module} -> {target}" for module, targets in graph.items() if module.startswith("payattn.runtime")
+              for target in targets if not (target == "payattn" or target.startswith("payattn.runtime"))}
+    assert not upward, "payattn.runtime imports from above it: " + ", ".join(sorted(upward))
+
+
 def test_every_module_imports():
     """Each module imports in a fresh interpreter (one for all, so the heavy ones load once)."""
     names = sorted(_modules())
