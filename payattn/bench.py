@@ -23,19 +23,6 @@ from payattn.runtime.runners import FORMAT_RUNTIME, RUNTIMES, check_runtime
 from payattn.runtime.settings import BenchSettings
 
 
-def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
-    """Validate precision names ("all" or a list / comma-separated string), in canonical order."""
-    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
-    names = [p.strip().lower() for p in items if p.strip()]
-    if names == ["all"]:
-        return list(PRECISIONS)
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        given = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
-    return [p for p in PRECISIONS if p in names]
-
-
 def build_job(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUNTIMES,
               precisions: Iterable[str] = ("fp32",), settings: BenchSettings = BenchSettings(),
               device_name: str = "local") -> dict[str, Any]:

@@ -17,7 +17,7 @@ except ModuleNotFoundError:  # `pip install payattn` alone is numpy only (what a
 
 from payattn import __version__
 from payattn import options as opt
-from payattn.mechanisms import MECHANISMS, expand_mechanisms
+from payattn.mechanisms import MECHANISMS, expand_mechanisms, parse_precisions
 from payattn.runtime.formats import RUNTIMES
 from payattn.runtime.settings import BenchSettings
 from payattn.views import console, log, print_failures, say, table_console
@@ -261,7 +261,7 @@ def bench(
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
     first and alone, then the others at once."""
-    from payattn.bench import build_job, parse_precisions
+    from payattn.bench import build_job
     from payattn.devices import AdbSettings, run_on_devices
     from payattn.pipeline import default_artifact_dirs
     from payattn.views import print_result

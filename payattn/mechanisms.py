@@ -1,8 +1,12 @@
-"""Mechanism names, aliases and default heads: light enough for the CLI, the report and devices."""
+"""Mechanism names, aliases and default heads, and the precision names: the parsers of the names
+commands take, light enough for the CLI, the report and devices."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from payattn.errors import PayattnError
+from payattn.runtime.formats import PRECISIONS
 
 MECHANISMS = ("standard", "optimised", "efficient", "super")
 ALIASES = {"optimized": "optimised"}
@@ -28,3 +32,16 @@ def expand_mechanisms(spec: str) -> list[str]:
     if not names:
         raise PayattnError("no mechanism given; use one of standard, optimised, efficient, super, all")
     return sorted(set(names), key=MECHANISMS.index)
+
+
+def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
+    """Validate precision names ("all" or a list / comma-separated string), in canonical order."""
+    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    names = [p.strip().lower() for p in items if p.strip()]
+    if names == ["all"]:
+        return list(PRECISIONS)
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        given = ", ".join(map(repr, unknown)) if unknown else "none"
+        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
+    return [p for p in PRECISIONS if p in names]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from payattn.errors import PayattnError
 from payattn.files import check_not_precious, check_writable
-from payattn.mechanisms import MECHANISMS, expand_mechanisms
+from payattn.mechanisms import MECHANISMS, expand_mechanisms, parse_precisions
 from payattn.runtime.results import RESULT_PREFIX
 from payattn.runtime.settings import BenchSettings
 
@@ -172,7 +172,6 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
                     hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
     """`payattn export`: every target checked first, models trained (with the model-shape
     options in `shape`) or reused, then exported."""
-    from payattn.bench import parse_precisions
     from payattn.export import check_export_target
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
@@ -216,7 +215,6 @@ def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[
 def verify_precisions(artifact_dirs: list[Path], precision: str) -> list[str]:
     """The precisions of `precision` that the dirs hold (all of them when none does, so the
     job names what is missing)."""
-    from payattn.bench import parse_precisions
     from payattn.runtime.artifacts import load_manifest
 
     asked = parse_precisions(precision)
@@ -274,7 +272,6 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
     are replaced one by one (each checked to be payattn's first); nothing else is touched."""
     from payattn.bench import build_job
     from payattn.devices import run_on_devices
-    from payattn.bench import parse_precisions
     from payattn.report import report as write_report
     from payattn.train import check_train_options, default_epochs, train
 

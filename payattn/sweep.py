@@ -35,10 +35,9 @@ from typing import Any, Callable, Iterator
 import payattn
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
-from payattn.mechanisms import MECHANISMS
+from payattn.mechanisms import MECHANISMS, parse_precisions
+from payattn.sweep_index import INDEX, SCHEMA, read_index
 
-SCHEMA = "payattn.sweep/1"
-INDEX = "sweep.json"
 # Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
 SHAPE_OPTIONS = ("d_model", "heads", "depth", "mlp_dim", "patch_size", "context_length", "max_vocab")
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
@@ -412,25 +411,11 @@ def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[s
     return write_file_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
-def read_index(out: Path) -> dict[str, Any]:
-    """The sweep index of `out` (a sweep folder or its sweep.json)."""
-    path = Path(out)
-    path = path / INDEX if path.is_dir() else path
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PayattnError(f"cannot read the sweep index {path} ({exc}); run `payattn sweep` to create it") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise PayattnError(f"{path} is not a {SCHEMA} sweep index; pass the folder `payattn sweep --out` wrote")
-    return document
-
-
 def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
                  mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
                  hooks: Any = None) -> tuple[list[Any], list[Any]]:
     """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
     the report finds them to tie bench results to points. Returns the jobs and manifests."""
-    from payattn.bench import parse_precisions
     from payattn.export import check_export_target
     from payattn.pipeline import ExportJob, Hooks, export_all
 

@@ -21,7 +21,7 @@ from tiny_artifacts import write_manifest
 
 from payattn.devices import AdbDevice, AdbSettings, DeviceError, add_adb_device, get_device, run_on_devices
 from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
-from payattn.devices.runner import check_device
+from payattn.devices.fleet import check_device
 from payattn.runtime import validate_result
 
 # synaptics-synap/doc, manual/nnapi.md ("Benchmarking Models with NNAPI"): current format with

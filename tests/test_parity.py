@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from payattn.cli import app
 from payattn.bench import build_job
 from payattn.devices import AdbDevice, DeviceError, DeviceSpec, verify_on_devices
-from payattn.devices.runner import DeviceCheck, check_harness_facts
+from payattn.devices.fleet import DeviceCheck, check_harness_facts
 from payattn.runtime.parity import REFERENCE_FILES
 
 runner = CliRunner()

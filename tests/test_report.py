@@ -369,7 +369,7 @@ def test_plot_draws_no_whisker_without_percentiles(tmp_path: Path, monkeypatch) 
     from payattn.report.results import as_results, latest
 
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
     results = latest(as_results(adb_lines()))
     plots.latency_plot(results, tmp_path / "latency.png")
     axes = {ax.get_title(): ax for ax in figures[0].axes}

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from payattn.cli import app
 from payattn.errors import PayattnError
-from payattn.sweep import make_spec, parse_seeds, read_index, run_dir_of, run_sweep
+from payattn.sweep import make_spec, parse_seeds, run_dir_of, run_sweep
+from payattn.sweep_index import read_index
 from ray_fixture import ray_head  # noqa: F401  (a real Ray head on 127.0.0.1)
 
 runner = CliRunner()

@@ -20,8 +20,8 @@ from payattn.devices.registry import (
     load_registry,
     remove_device,
 )
-from payattn.devices.runner import (DeviceCheck, DeviceFailure, check_device, open_device, run_on_devices,
-                                     verify_on_devices)
+from payattn.devices.fleet import (DeviceCheck, DeviceFailure, check_device, open_device, run_on_devices,
+                                    verify_on_devices)
 from payattn.devices.ssh import SshDevice, SshSettings
 
 __all__ = [

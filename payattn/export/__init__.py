@@ -11,11 +11,11 @@ reads a .tflite (`payattn inspect`) stays light.
 import importlib
 from typing import Any
 
-# Exported name -> its module, imported on first use.
+# Exported name -> its module (a submodule, or a payattn module by full name), imported on first use.
 _EXPORTS = {
     "ARTIFACT_FILES": "main", "DEFAULT_PRECISIONS": "main", "PartialExport": "main",
     "check_export_target": "main", "export": "main", "Manifest": "manifest",
-    "PRECISIONS": "main", "parse_precisions": "main",
+    "PRECISIONS": "main", "parse_precisions": "payattn.mechanisms",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -25,4 +25,5 @@ def __getattr__(name: str) -> Any:
         # Submodules (payattn.export.verify, ...) resolve through the import system first; this
         # is reached only for a name that is neither a submodule nor an export.
         raise AttributeError(f"module 'payattn.export' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"payattn.export.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if "." in module else f"payattn.export.{module}"), name)

@@ -30,7 +30,6 @@ import onnx
 
 import payattn
 from payattn.errors import PayattnError
-from payattn.bench import parse_precisions
 from payattn.cost import model_cost
 from payattn.data import Dataset, load_task, prepare
 from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
@@ -40,6 +39,7 @@ from payattn.export.appform import Variant
 from payattn.export.manifest import Manifest
 from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
+from payattn.mechanisms import parse_precisions
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.parity import REFERENCE_FILES

@@ -46,8 +46,9 @@ class Samples:
 
 
 @dataclass
-class Runner:
-    """One loaded artifact: its app-facing tensors, and a batch-1 call in PyTorch layout."""
+class OpenModel:
+    """One artifact loaded in its runtime for verification: its app-facing tensors, and a batch-1
+    call in PyTorch layout."""
 
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
@@ -115,7 +116,7 @@ def torch_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.n
     ])
 
 
-def open_onnx(path: Path) -> Runner:
+def open_onnx(path: Path) -> OpenModel:
     """Load with ONNX Runtime, as a device's parity check does."""
     session = device_parity.onnxruntime_session(path)
     dtype = {"tensor(float)": "float32", "tensor(int32)": "int32"}
@@ -123,10 +124,10 @@ def open_onnx(path: Path) -> Runner:
               for t in session.get_inputs()]
     outputs = [{"name": t.name, "shape": list(t.shape), "dtype": dtype.get(t.type, t.type)}
                for t in session.get_outputs()]
-    return Runner(inputs, outputs, device_parity.onnxruntime_call(session, session.get_inputs()[0].name))
+    return OpenModel(inputs, outputs, device_parity.onnxruntime_call(session, session.get_inputs()[0].name))
 
 
-def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> Runner:
+def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> OpenModel:
     """Load with LiteRT, as a device's parity check does; an NHWC image input gets PyTorch's
     NCHW samples transposed."""
     interpreter = device_parity.litert_interpreter(path)
@@ -141,11 +142,11 @@ def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> Runner:
                "layout": layout}]
     outputs = [{"name": out["name"], "shape": [int(d) for d in out["shape"]],
                 "dtype": np.dtype(out["dtype"]).name}]
-    return Runner(inputs, outputs, device_parity.litert_call(interpreter, nhwc))
+    return OpenModel(inputs, outputs, device_parity.litert_call(interpreter, nhwc))
 
 
-def run_all(runner: Runner, x: np.ndarray) -> np.ndarray:
-    return device_parity.run_each(runner.run, x)
+def run_all(model: OpenModel, x: np.ndarray) -> np.ndarray:
+    return device_parity.run_each(model.run, x)
 
 
 def check(file: str, precision: str, reference: np.ndarray, logits: np.ndarray, samples: Samples,

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
 from payattn.report.tables import DASH, Table, ordered
+from payattn.sweep_index import read_index
 
 MARGIN_POINTS = 1.0  # accuracy points: a difference inside ±1 point counts as "matches"
 LATENCY_MARGIN = 0.05  # a speed-up under 5% does not count as "faster"
@@ -102,8 +103,6 @@ class Claim:
 
 def load_sweep(folder: Path) -> tuple[dict[str, Any], list[SweepRun]]:
     """The sweep index of `folder` and its finished points, read from their run dirs."""
-    from payattn.sweep import read_index
-
     folder = Path(folder)
     index = read_index(folder)
     runs = []

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from payattn.mechanisms import MECHANISMS
 from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimate, SweepRun, accuracies,
                                    setting_label, settings, speedup_verdict)
-from payattn.report.plots import _save
+from payattn.report.plots import save_png
 from payattn.report.results import RUNTIMES, Result
 from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
 
@@ -186,4 +186,4 @@ def pareto_plot(device: str, points: list[ParetoPoint], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize="small")
     axes[0].set_ylabel("test accuracy %, mean over seeds (95% CI)")
-    _save(fig, path)
+    save_png(fig, path)

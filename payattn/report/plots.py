@@ -36,7 +36,8 @@ def plot_slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_png(fig: Figure, path: Path) -> None:
+    """Write `fig` to `path` as every plot of the report is written: PNG, one dpi, no version stamp."""
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
 
@@ -90,7 +91,7 @@ def latency_plot(results: list[Result], path: Path) -> None:
         labels.append("hatched: mean, no median reported (no whisker)")
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize="small")
     fig.suptitle(f"{task} / {preset}: latency per inference")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def size_plot(results: list[Result], path: Path) -> None:
@@ -101,17 +102,17 @@ def size_plot(results: list[Result], path: Path) -> None:
     fig = Figure(figsize=(max(6.0, 0.8 * len(mechs) * max(1, len(kinds))), 4.6), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     offsets, bar = _grouped_offsets(len(kinds))
-    for offset, (fmt, precision) in zip(offsets, kinds):
+    for offset, (file_format, precision) in zip(offsets, kinds):
         xs, sizes = [], []
         for x, m in enumerate(mechs):
-            hit = [r for r in results if (r.mechanism, r.fmt, r.precision) == (m, fmt, precision)]
+            hit = [r for r in results if (r.mechanism, r.file_format, r.precision) == (m, file_format, precision)]
             if hit:
                 xs.append(x + offset)
                 sizes.append(hit[-1].data["artifact"]["bytes"] / 1024)
-        ax.bar(xs, sizes, bar, label=f"{fmt} {precision}")
+        ax.bar(xs, sizes, bar, label=f"{file_format} {precision}")
     ax.set_xticks(range(len(mechs)), mechs)
     ax.set_ylabel("file size KiB")
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=min(5, len(kinds)), fontsize="small")
     ax.set_title(f"{task} / {preset}: artifact size")
-    _save(fig, path)
+    save_png(fig, path)

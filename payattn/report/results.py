@@ -79,7 +79,8 @@ class Result:
         return self.data["artifact"]["precision"]
 
     @property
-    def fmt(self) -> str:
+    def file_format(self) -> str:
+        """The artifact's file format (onnx, tflite, ...)."""
         return self.data["artifact"]["format"]
 
     @property
@@ -174,7 +175,7 @@ def latest(results: list[Result]) -> list[Result]:
     """
     chosen: dict[tuple[Any, ...], Result] = {}
     for r in results:
-        key = (r.group, r.mechanism, r.fmt, r.config)
+        key = (r.group, r.mechanism, r.file_format, r.config)
         if key not in chosen or (r.when, r.line) >= (chosen[key].when, chosen[key].line):
             chosen[key] = r
     return sorted(chosen.values(), key=lambda r: r.line)

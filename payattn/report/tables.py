@@ -114,7 +114,7 @@ EMULATED_NOTE = ("Devices marked (emulated) ran under an emulator: their latenci
 
 
 def artifact_kinds(results: list[Result]) -> list[tuple[str, str]]:
-    return sorted({(r.fmt, r.precision) for r in results},
+    return sorted({(r.file_format, r.precision) for r in results},
                   key=lambda k: (FORMATS.index(k[0]), PRECISIONS.index(k[1])))
 
 
@@ -275,13 +275,13 @@ def artifact_table(results: list[Result]) -> Table:
     task, preset = results[0].group
     rows = []
     for m in ordered((r.mechanism for r in results), MECHANISMS):
-        for fmt, prec in artifact_kinds(results):
-            art = _pick(results, lambda r: r.mechanism == m and (r.fmt, r.precision) == (fmt, prec))
+        for kind in artifact_kinds(results):  # (file format, precision)
+            art = _pick(results, lambda r: r.mechanism == m and (r.file_format, r.precision) == kind)
             if art is None:
                 continue
-            std = _pick(results, lambda r: r.mechanism == "standard" and (r.fmt, r.precision) == (fmt, prec))
+            std = _pick(results, lambda r: r.mechanism == "standard" and (r.file_format, r.precision) == kind)
             size = art.data["artifact"]["bytes"]
-            rows.append([m, fmt, prec, art.data["artifact"]["file"], fmt_bytes(size),
+            rows.append([m, *kind, art.data["artifact"]["file"], fmt_bytes(size),
                          fmt_ratio(size, std.data["artifact"]["bytes"] if std else None),
                          fmt_accuracy([art.data["test_accuracy"]]), art.data["artifact"]["sha256"][:12]])
     return Table(title=f"{task} / {preset}: artifacts",
