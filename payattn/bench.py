@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from payattn.errors import PayattnError
 from payattn.runtime.artifacts import load_manifest
 from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.env import git_commit

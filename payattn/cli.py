@@ -163,8 +163,8 @@ def export(
     """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a
     manifest. Without --checkpoint the model is trained first (--task, --preset, --epochs,
     --data-dir and the shape options say how)."""
-    from payattn.pipeline import export_pipeline
-    from payattn.sweep import export_sweep, parse_seeds
+    from payattn.pipeline import export_pipeline, export_sweep
+    from payattn.sweep import parse_seeds
     from payattn.views import bar_hooks, export_summary, progress_bar
 
     with progress_bar() as bar:

@@ -212,6 +212,28 @@ def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[
     return dirs
 
 
+def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
+                 mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
+                 hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
+    """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
+    the report finds them to tie bench results to points. Returns the jobs and manifests."""
+    from payattn.export import check_export_target
+    from payattn.sweep_index import read_index
+
+    chosen = parse_precisions(precisions)
+    folder = Path(folder)
+    jobs = [ExportJob(folder / e["run_dir"], folder / "artifacts" / e["variant"] / f"seed-{e['seed']}")
+            for e in read_index(folder)["points"]
+            if e["status"] == "done" and (seeds is None or e["seed"] in seeds)
+            and (mechanisms is None or e["mechanism"] in mechanisms)]
+    if not jobs:
+        raise PayattnError(f"{folder} has no finished point with those seeds and mechanisms; "
+                           "check `--seeds` and `--mechanism` against its sweep.json")
+    for job in jobs:
+        check_export_target(job.out_dir, force)
+    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks)
+
+
 def verify_precisions(artifact_dirs: list[Path], precision: str) -> list[str]:
     """The precisions of `precision` that the dirs hold (all of them when none does, so the
     job names what is missing)."""

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator
 import payattn
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
-from payattn.mechanisms import MECHANISMS, parse_precisions
+from payattn.mechanisms import MECHANISMS
 from payattn.sweep_index import INDEX, SCHEMA, read_index
 
 # Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
@@ -144,8 +144,8 @@ def make_spec(task: str, mechanisms: list[str], seeds: list[int], *, presets: li
                      tuple(presets), tuple(chosen), epochs, str(data_dir) if data_dir else None)
 
 
-def parse_seeds(text: str, bare_is_count: bool = True) -> list[int]:
-    """'5' → seeds 0–4 (or seed 5 when not bare_is_count); '3-7' → 3 to 7; '0,4,9' → those seeds."""
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds`, the same in every command: '5' → seeds 0–4; '3-7' → 3 to 7; '0,4,9' → those."""
     text = text.strip()
     try:
         if "," in text:
@@ -153,7 +153,7 @@ def parse_seeds(text: str, bare_is_count: bool = True) -> list[int]:
         if "-" in text:
             low, high = (int(part) for part in text.split("-", 1))
             return list(range(low, high + 1))
-        return list(range(int(text))) if bare_is_count else [int(text)]
+        return list(range(int(text)))
     except ValueError:
         raise PayattnError(f"--seeds {text!r}: give a count (5), a range (3-7) or a list (0,4,9)") from None
 
@@ -409,25 +409,3 @@ def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[s
     document = {"schema": SCHEMA, "payattn_version": payattn.__version__, "spec": spec_data,
                 "points": list(entries.values())}
     return write_file_atomic(path, json.dumps(document, indent=2) + "\n")
-
-
-def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
-                 mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
-                 hooks: Any = None) -> tuple[list[Any], list[Any]]:
-    """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
-    the report finds them to tie bench results to points. Returns the jobs and manifests."""
-    from payattn.export import check_export_target
-    from payattn.pipeline import ExportJob, Hooks, export_all
-
-    chosen = parse_precisions(precisions)
-    folder = Path(folder)
-    jobs = [ExportJob(folder / e["run_dir"], folder / "artifacts" / e["variant"] / f"seed-{e['seed']}")
-            for e in read_index(folder)["points"]
-            if e["status"] == "done" and (seeds is None or e["seed"] in seeds)
-            and (mechanisms is None or e["mechanism"] in mechanisms)]
-    if not jobs:
-        raise PayattnError(f"{folder} has no finished point with those seeds and mechanisms; "
-                           "check `--seeds` and `--mechanism` against its sweep.json")
-    for job in jobs:
-        check_export_target(job.out_dir, force)
-    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks or Hooks())
