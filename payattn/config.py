@@ -129,14 +129,6 @@ SHAPE_SETTINGS: tuple[ShapeSetting, ...] = (
 )
 
 
-def shape_setting(name: str) -> ShapeSetting:
-    """The table's entry for `name`; an unknown name is an error listing the valid ones."""
-    for setting in SHAPE_SETTINGS:
-        if setting.name == name:
-            return setting
-    raise PayattnError(f"unknown model option {name!r}; valid: {', '.join(s.name for s in SHAPE_SETTINGS)}")
-
-
 def check_overrides(values: dict[str, Any]) -> None:
     """Refuse a model-shape value of the wrong type or out of its bounds (None = unset); names
     outside the table are left to the caller."""

@@ -18,7 +18,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from payattn.config import SHAPE_SETTINGS, ShapeSetting
+from payattn import config
+from payattn.config import ShapeSetting
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
 from payattn.runtime.errors import RuntimeJobError
@@ -96,7 +97,7 @@ def shape_options(several: bool = False) -> Callable[[Callable[..., Any]], Calla
     None = the preset's). With `several`, the settings a sweep takes, each as a comma list."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        settings = [s for s in SHAPE_SETTINGS if s.sweeps or not several]
+        settings = [s for s in config.SHAPE_SETTINGS if s.sweeps or not several]
         own = signature(command, eval_str=True)
 
         @functools.wraps(command)

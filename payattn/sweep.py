@@ -33,14 +33,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import payattn
+from payattn import config
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
 from payattn.mechanisms import MECHANISMS
 from payattn.sweep_index import INDEX, SCHEMA, read_index
 
-# Model-shape options a sweep can take several values of (ModelConfig fields, plus the tokenizer cap).
-SHAPE_OPTIONS = ("d_model", "heads", "depth", "mlp_dim", "patch_size", "context_length", "max_vocab")
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
+
+
+def sweep_options() -> list[str]:
+    """The model-shape settings a sweep takes several values of, in the table's order (read at
+    each call from payattn.config.SHAPE_SETTINGS, where they are declared)."""
+    return [s.name for s in config.SHAPE_SETTINGS if s.sweeps]
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ class Point:
     mechanism: str
     seed: int
     preset: str
-    options: tuple[tuple[str, int], ...] = ()  # (shape option, value), in SHAPE_OPTIONS order
+    options: tuple[tuple[str, int], ...] = ()  # (shape option, value), in sweep_options() order
     preset_named: bool = False  # the preset is part of the variant name (several were swept)
 
     @property
@@ -126,15 +131,15 @@ def make_spec(task: str, mechanisms: list[str], seeds: list[int], *, presets: li
         raise PayattnError(f"--seeds must give distinct seeds, got {seeds}")
     presets = [check_task_preset(task, preset) for preset in presets or [None]]
     epochs = epochs if epochs is not None else default_epochs(task)
-    chosen = []
+    chosen, valid = [], sweep_options()
     for name, values in (options or {}).items():
-        if name not in SHAPE_OPTIONS:
-            raise PayattnError(f"unknown sweep option {name!r}; valid: {', '.join(SHAPE_OPTIONS)}")
+        if name not in valid:
+            raise PayattnError(f"unknown sweep option {name!r}; valid: {', '.join(valid)}")
         if values:
             if len(set(values)) != len(values):
                 raise PayattnError(f"--{name.replace('_', '-')} takes distinct values, got {values}")
             chosen.append((name, tuple(values)))
-    chosen.sort(key=lambda item: SHAPE_OPTIONS.index(item[0]))
+    chosen.sort(key=lambda item: valid.index(item[0]))
     for seed in seeds:
         check_train_options(epochs=epochs, seed=seed, threads=1, overrides={})
     for name, values in chosen:

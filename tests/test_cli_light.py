@@ -84,3 +84,59 @@ def test_export_summary_states_each_check_against_its_limit(tmp_path: Path) -> N
     assert "3.2e-06 ≤ 0.0001" in onnx_row and "100.0% (no floor)" in onnx_row and onnx_row.rstrip(" │").endswith("pass")
     assert "2.5e-04 ≤ 0.0001" in tflite_row and tflite_row.rstrip(" │").endswith("FAIL")
     assert " KiB" in onnx_row or " B " in onnx_row
+
+
+@pytest.fixture(scope="module")
+def tflite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_artifacts import copy_artifact_dirs
+
+    return copy_artifact_dirs(tmp_path_factory.mktemp("inspect"))["vision"] / "model_fp32.tflite"
+
+
+@pytest.mark.parametrize("args", [("info",), ("info", "--preset", "imdb-paper", "--d-model", "64")])
+def test_info_is_closed_form_arithmetic_without_torch(args: tuple[str, ...]) -> None:
+    heavy, stdout, _ = run_cli(*args)
+    assert heavy == [] and "efficient" in stdout and "model FLOPs" in stdout
+
+
+def test_inspect_reads_a_tflite_without_torch_onnx_or_tensorflow(tflite_file: Path) -> None:
+    heavy, stdout, _ = run_cli("inspect", str(tflite_file))
+    assert heavy == [] and "operators (" in stdout and "XNNPACK" in stdout
+
+
+def test_inspect_prints_no_runtime_notice(tflite_file: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", "from payattn.cli import app; app()", "inspect", str(tflite_file)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "signature" in out.stdout
+    assert out.stderr == "", out.stderr  # LiteRT announces its delegate unless held back
+
+
+FAKE_SETTING = """
+import json, sys
+from payattn import config
+config.SHAPE_SETTINGS += (config.ShapeSetting("fake_width", "a width for this test", low=1, high=8),)
+from typer.testing import CliRunner
+from payattn.cli import app
+from payattn.errors import PayattnError
+from payattn.sweep import make_spec
+helps = {c: CliRunner().invoke(app, [c, "--help"], env={"COLUMNS": "200"}).output
+         for c in ("info", "train", "sweep", "export")}
+spec = make_spec("mnist-5k", ["standard"], [0], options={"fake_width": [2, 3]})
+try:
+    make_spec("mnist-5k", ["standard"], [0], options={"fake_width": [9]})
+    bound = None
+except PayattnError as exc:
+    bound = str(exc)
+print(json.dumps({"helps": helps, "variants": [p.variant for p in spec.points()], "bound": bound}))
+"""
+
+
+def test_a_shape_setting_declared_once_reaches_every_command_and_the_sweep_grid() -> None:
+    out = subprocess.run([sys.executable, "-c", FAKE_SETTING], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.splitlines()[-1])
+    for command, text in seen["helps"].items():
+        assert "--fake-width" in text and "a width for this test" in text, command
+    assert seen["variants"] == ["standard_fake-width-2", "standard_fake-width-3"]
+    assert seen["bound"] == "--fake-width must be a whole number from 1 to 8, got 9"
