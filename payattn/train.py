@@ -12,14 +12,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from payattn.cost import model_cost
-from payattn.data import TASKS, Dataset, load_task, prepare
+from payattn.data import TASKS, Dataset, Prepared, load_task, prepare
 from payattn.data.tokenizer import Tokenizer
 from payattn.errors import PayattnError
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
@@ -74,20 +74,6 @@ def shift_images(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of `model` on prepared inputs."""
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size])
-        yb = torch.from_numpy(y[start:start + batch_size])
-        logits = model(xb)
-        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == yb).sum().item()
-    return correct / len(x), loss_sum / len(x)
-
-
 def train(
     task: str,
     mechanism: str,
@@ -115,10 +101,38 @@ def train(
     check_train_options(epochs=epochs, seed=seed, threads=threads, overrides=overrides)
     check_run_target(Path(out), force)
     data_dir = Path(data_dir).absolute() if data_dir is not None else None
+    setup = resolve(task, preset, mechanism, dataset or load_task(task, data_dir), overrides)
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    model = fit(setup.cfg, setup.data, epochs, seed, progress)
+    train_seconds = round(time.perf_counter() - started, 3)
+    metrics = {**evaluate(model, setup.cfg, setup.data), "train_seconds": train_seconds}
+    run_config = {
+        "task": task, "preset": preset, "mechanism": mechanism, "seed": seed, "epochs": epochs,
+        "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+        "max_shift": MAX_SHIFT if setup.cfg.kind == "vision" else 0,
+        "data_dir": str(data_dir) if data_dir else None, "model": setup.cfg.to_dict(),
+    }
+    write_run_dir(out, model, run_config, metrics, setup.tokenizer)
+    return metrics
+
+
+@dataclass
+class Setup:
+    """What a run trains: its model config, the tokenizer of a text task, the data model-ready."""
+
+    cfg: ModelConfig
+    tokenizer: Tokenizer | None
+    data: Prepared
+
+
+def resolve(
+    task: str, preset: str, mechanism: str, dataset: Dataset, overrides: dict[str, Any] | None = None,
+) -> Setup:
+    """The model config, tokenizer and model-ready data of a run. A text task's tokenizer is fitted
+    first: its vocabulary and context length are the model's. `overrides` as for train()."""
     overrides = dict(overrides or {})
     max_vocab = overrides.pop("max_vocab", None)
-    dataset = dataset or load_task(task, data_dir)
-
     tokenizer = None
     if dataset.kind == "text":
         tokenizer = make_tokenizer(dataset, preset, overrides.pop("context_length", None), max_vocab)
@@ -127,54 +141,67 @@ def train(
         preset, mechanism, num_classes=len(dataset.labels),
         vocab_size=tokenizer.vocab_size if tokenizer else None, **overrides,
     )
-    data = prepare(dataset, tokenizer)
+    return Setup(cfg, tokenizer, prepare(dataset, tokenizer))
 
-    torch.set_num_threads(threads)
+
+def fit(cfg: ModelConfig, data: Prepared, epochs: int, seed: int, progress: ProgressFn | None = None) -> nn.Module:
+    """A fresh model of `cfg` trained with Adam on the training split. The seed fixes the initial
+    weights, the batch order and the image shifts, so a run can be reproduced exactly."""
     torch.manual_seed(seed)
     pause_point("train:fit")
     model = build_model(cfg)
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     order = torch.Generator().manual_seed(seed)
     train_x, train_y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
-    n = len(train_x)
-    steps_per_epoch = (n + BATCH_SIZE - 1) // BATCH_SIZE
-    total, step = epochs * steps_per_epoch, 0
-    started = time.perf_counter()
+    total, step = epochs * ((len(train_x) + BATCH_SIZE - 1) // BATCH_SIZE), 0
     for _ in range(epochs):
         model.train()
-        perm = torch.randperm(n, generator=order)
-        for start in range(0, n, BATCH_SIZE):
-            idx = perm[start:start + BATCH_SIZE]
-            xb = train_x[idx]
-            if cfg.kind == "vision":
-                xb = shift_images(xb, order)
-            loss = nn.functional.cross_entropy(model(xb), train_y[idx])
+        for xb, yb in _batches(train_x, train_y, order, shift=cfg.kind == "vision"):
+            loss = nn.functional.cross_entropy(model(xb), yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             step += 1
             if progress:
                 progress(step, total, loss.item())
-    train_seconds = time.perf_counter() - started
+    return model
 
-    train_acc, train_loss = evaluate(model, data.train_x, data.train_y)
-    test_acc, test_loss = evaluate(model, data.test_x, data.test_y)
-    cost = model_cost(cfg)
-    metrics = {
+
+def _batches(
+    x: torch.Tensor, y: torch.Tensor, order: torch.Generator, shift: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch in BATCH_SIZE batches, shuffled by `order`; with `shift`, each batch of images
+    moved by a shift drawn from `order` too."""
+    perm = torch.randperm(len(x), generator=order)
+    for start in range(0, len(x), BATCH_SIZE):
+        idx = perm[start:start + BATCH_SIZE]
+        yield (shift_images(x[idx], order) if shift else x[idx]), y[idx]
+
+
+def evaluate(model: nn.Module, cfg: ModelConfig, data: Prepared) -> dict[str, Any]:
+    """A trained model's metrics: accuracy and loss on both splits, and its parameter counts."""
+    train_acc, train_loss = accuracy_and_loss(model, data.train_x, data.train_y)
+    test_acc, test_loss = accuracy_and_loss(model, data.test_x, data.test_y)
+    return {
         "train_accuracy": train_acc, "train_loss": train_loss,
         "test_accuracy": test_acc, "test_loss": test_loss,
         "params": sum(p.numel() for p in model.parameters()),
-        "attention_params": cost.attention_params,
-        "train_seconds": round(train_seconds, 3),
+        "attention_params": model_cost(cfg).attention_params,
     }
-    run_config = {
-        "task": task, "preset": preset, "mechanism": mechanism, "seed": seed, "epochs": epochs,
-        "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
-        "max_shift": MAX_SHIFT if cfg.kind == "vision" else 0,
-        "data_dir": str(data_dir) if data_dir else None, "model": cfg.to_dict(),
-    }
-    write_run_dir(out, model, run_config, metrics, tokenizer)
-    return metrics
+
+
+@torch.no_grad()
+def accuracy_and_loss(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of `model` on prepared inputs."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[start:start + batch_size])
+        yb = torch.from_numpy(y[start:start + batch_size])
+        logits = model(xb)
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == yb).sum().item()
+    return correct / len(x), loss_sum / len(x)
 
 
 def check_task_preset(task: str, preset: str | None) -> str:

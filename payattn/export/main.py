@@ -3,17 +3,19 @@ manifest).
 
     export(run_dir, out_dir) -> Manifest
 
-Steps: load the run and its task's data; torch.onnx.export (opset 20, TorchScript exporter,
-static batch-1 shapes) + onnxslim + onnx.checker, for a vision model also in its app form (RGB
-pixels in); onnx2tf and the TFLite converter; read each .tflite's operator table and reject
-any non-builtin operator; write its signature and TFLite Metadata (app.py), proving no output
-bit changed; run every artifact beside PyTorch on random and real test inputs and hold it to
-the tolerances in verify.py; write manifest.json, labels.txt and USAGE.md. Everything is
-built in a temporary dir beside `out_dir` and renamed into place only when all steps pass, so
-a failure leaves nothing behind and names the failed step. A reduced-precision TFLite file
-(fp16, dynamic-int8, int8) that fails verification is left out instead, with its app form:
-the dir is written, whole, with every artifact that passed, and PartialExport says which
-precision to drop.
+`export` runs named stages, each a function that can be called alone (most on an ExportState):
+`load` the run and its task's data; `convert` it with torch.onnx.export (opset 20, TorchScript
+exporter, static batch-1 shapes) + onnxslim + onnx.checker, for a vision model also in its app
+form (RGB pixels in), then onnx2tf and the TFLite converter; `check_operators` reads each
+.tflite's operator table and rejects any non-builtin operator; `write_metadata` writes each
+signature and its TFLite Metadata (app.py), proving no output bit changed; `verify_artifacts`
+runs every artifact beside PyTorch on random and real test inputs, and `keep_or_stop` holds the
+figures to the tolerances in verify.py; `write_manifest` writes manifest.json, labels.txt and
+USAGE.md. Everything is built in a temporary dir beside `out_dir` and renamed into place only
+when all stages pass, so a failure leaves nothing behind and names the failed step. A
+reduced-precision TFLite file (fp16, dynamic-int8, int8) that fails verification is left out
+instead, with its app form: the dir is written, whole, with every artifact that passed, and
+PartialExport says which precision to drop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import contextlib
 import errno
 import shutil
 import time
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -31,7 +35,7 @@ import onnx
 import payattn
 from payattn.errors import PayattnError
 from payattn.cost import model_cost
-from payattn.data import Dataset, load_task, prepare
+from payattn.data import Dataset, Prepared, load_task, prepare
 from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
 from payattn.export import app, appform, ops, tflite, usage, verify
 from payattn.export import manifest as mf
@@ -74,78 +78,267 @@ def export(
     chosen = parse_precisions(precisions)
     out_dir = Path(out_dir)
     check_export_target(out_dir, force)
-
-    with _step("loading the run dir", say, "load"):
-        run = load_run(Path(run_dir))
-    with _step(f"loading task {run.run_config.get('task')!r}", say, "data"):
-        dataset = load_task(run.run_config["task"], data_dir or run.run_config.get("data_dir"))
-        data = prepare(dataset, run.tokenizer)
-
+    run, dataset, data = load(Path(run_dir), data_dir, say)
     created, tmp = _make_temp_dir(out_dir)
     try:
-        onnx_path = tmp / "model.onnx"
-        with _step("exporting ONNX", say, "onnx", tmp):
-            export_onnx(run.model, run.config, onnx_path)
-            graph = onnx.load(str(onnx_path))
-        variants = appform.variants(run.config, dataset, onnx_path)
-        by_prefix = {v.prefix: v for v in variants}  # `files` is keyed by (prefix, precision)
-        for variant in variants[1:]:
-            with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
-                export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
-        # Images always: the first ones also stand in for onnx2tf's downloaded sample images.
-        needed = "int8" in chosen or run.config.kind == "vision"
-        calibration = tflite.calibration_inputs(data.train_x) if needed else None
-        files: dict[tuple[str, str], Path] = {}
-        for variant in variants:
-            with _step(f"converting {variant.onnx.name} to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
-                converted = tflite.convert(variant.onnx, tmp, chosen, variant.inputs(calibration),
-                                           name_prefix=variant.prefix)
-                files.update({(variant.prefix, precision): path for precision, path in converted.items()})
-            if variant.app:
-                variant.onnx.unlink()
+        state = ExportState(run, dataset, data, chosen, tmp)
+        convert(state, say)
         with _step("checking TFLite operators", say, "ops", tmp):
-            counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
-            for path in files.values():
-                uses = ops.read_operators(path)
-                ops.require_builtin(path, uses, graph)
-                counts[path.name] = ops.operator_counts(uses)
-        samples = verify.make_samples(run.config, data.test_x, data.test_y)
+            state.counts = check_operators(state.onnx, state.files.values())
         with _step("writing signatures and TFLite Metadata", say, "metadata", tmp):
-            for (prefix, _), path in files.items():
-                variant = by_prefix[prefix]
-                appform.finish_unchanged(path, appform.app_spec(run, dataset, variant), variant.inputs(samples.random))
+            write_metadata(state)
         with _step("verifying against PyTorch", say, "verify", tmp):
-            checks, tensors, summary, reference = _verify(run, variants[0], by_prefix, files, samples, say)
-            checks, dropped = _keep_or_stop(checks, files)
-            for key in [k for k in files if k[1] in dropped]:
-                files.pop(key).unlink()
+            state.verified = verify_artifacts(state, say)
+            dropped = keep_or_stop(state)
         with _step("writing the manifest", say, "manifest", tmp):
-            if run.tokenizer is not None:
-                shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
-            summary["calibration_samples"] = len(calibration) if "int8" in chosen else 0
-            artifacts = [mf.artifact_entry(tmp / c.file, c, counts[c.file], *tensors[c.file]) for c in checks]
-            variant_of = {path.name: by_prefix[prefix] for (prefix, _), path in files.items()}
-            for entry in artifacts:
-                if entry["format"] == "tflite":
-                    entry.update(appform.app_entry(tmp / entry["file"], variant_of[entry["file"]]))
-            (tmp / app.LABELS_FILE).write_text("".join(f"{label}\n" for label in dataset.labels))
-            document = _manifest(run, dataset, artifacts, summary)
-            document["reference"] = _write_reference(tmp, samples, reference)
-            document["export_seconds"] = round(time.perf_counter() - started, 3)
-            manifest = Manifest(document)
-            manifest.write(tmp)
-            usage.write(tmp, document)
+            manifest = write_manifest(state, started)
         with _step(f"moving the artifacts into {out_dir}", say, "move", tmp):
             replace_dir(tmp, out_dir, "export")
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for parent in reversed(created):
-            with contextlib.suppress(OSError):
-                parent.rmdir()
+        _discard(tmp, created)
         raise
     if dropped:
         raise PartialExport(out_dir, manifest, dropped, [p for p in chosen if p not in dropped])
     return manifest
+
+
+@dataclass
+class ExportState:
+    """One export as its stages fill it in: the run, its data and the precisions asked for,
+    and what has been built so far in the temp dir `tmp`."""
+
+    run: LoadedRun
+    dataset: Dataset
+    data: Prepared
+    precisions: list[str]
+    tmp: Path
+    variants: dict[str, Variant] = field(default_factory=dict)  # by file-name prefix, as trained first
+    files: dict[tuple[str, str], Path] = field(default_factory=dict)  # TFLite, by (prefix, precision)
+    calibration_samples: int = 0  # full int8's, 0 without it
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # operator counts by file name
+    verified: Verified | None = None
+
+    @property
+    def onnx(self) -> Path:
+        return self.tmp / "model.onnx"
+
+    @cached_property
+    def samples(self) -> verify.Samples:
+        """Random inputs and test samples, seeded: metadata and verification run on the same."""
+        return verify.make_samples(self.run.config, self.data.test_x, self.data.test_y)
+
+    def variant_of(self, name: str) -> Variant:
+        """The graph a TFLite file was converted from."""
+        return next(self.variants[prefix] for (prefix, _), path in self.files.items() if path.name == name)
+
+
+@dataclass
+class Verified:
+    """What the verify stage measured: each artifact's figures, its format, inputs and outputs
+    as an app feeds them (by file name), the summary the manifest records, and PyTorch's
+    outputs on the samples."""
+
+    checks: list[verify.Check]
+    tensors: dict[str, tuple[str, list, list]]
+    summary: dict[str, Any]
+    reference: np.ndarray
+
+
+def load(run_dir: Path, data_dir: Path | str | None, say: Log) -> tuple[LoadedRun, Dataset, Prepared]:
+    """The run and its task's data, model-ready (steps load, data)."""
+    with _step("loading the run dir", say, "load"):
+        run = load_run(run_dir)
+    with _step(f"loading task {run.run_config.get('task')!r}", say, "data"):
+        dataset = load_task(run.run_config["task"], data_dir or run.run_config.get("data_dir"))
+        return run, dataset, prepare(dataset, run.tokenizer)
+
+
+def convert(state: ExportState, say: Log) -> None:
+    """Write model.onnx, for vision its app form, and each graph's TFLite files into the temp
+    dir (steps onnx, onnx-app, tflite); an app form's ONNX file goes once it is converted."""
+    run, tmp, chosen = state.run, state.tmp, state.precisions
+    with _step("exporting ONNX", say, "onnx", tmp):
+        export_onnx(run.model, run.config, state.onnx)
+    variants = appform.variants(run.config, state.dataset, state.onnx)
+    state.variants = {v.prefix: v for v in variants}
+    for variant in variants[1:]:
+        with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
+            export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
+    # Images always: the first ones also stand in for onnx2tf's downloaded sample images.
+    needed = "int8" in chosen or run.config.kind == "vision"
+    calibration = tflite.calibration_inputs(state.data.train_x) if needed else None
+    state.calibration_samples = len(calibration) if "int8" in chosen else 0
+    for variant in variants:
+        with _step(f"converting {variant.onnx.name} to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
+            converted = tflite.convert(variant.onnx, tmp, chosen, variant.inputs(calibration),
+                                       name_prefix=variant.prefix)
+            state.files.update({(variant.prefix, precision): path for precision, path in converted.items()})
+        if variant.app:
+            variant.onnx.unlink()
+
+
+def check_operators(onnx_path: Path, tflite_files: Iterable[Path]) -> dict[str, dict[str, int]]:
+    """Operator counts by file name; a TFLite file with a non-builtin operator is a PayattnError
+    naming it and the ONNX nodes it most likely comes from."""
+    graph = onnx.load(str(onnx_path))
+    counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
+    for path in tflite_files:
+        uses = ops.read_operators(path)
+        ops.require_builtin(path, uses, graph)
+        counts[path.name] = ops.operator_counts(uses)
+    return counts
+
+
+def write_metadata(state: ExportState) -> None:
+    """Give every TFLite file its signature and TFLite Metadata, proving on the random samples
+    that no output bit changed."""
+    for (prefix, _), path in state.files.items():
+        variant = state.variants[prefix]
+        spec = appform.app_spec(state.run, state.dataset, variant)
+        appform.finish_unchanged(path, spec, variant.inputs(state.samples.random))
+
+
+def verify_artifacts(state: ExportState, say: Log) -> Verified:
+    """Run each artifact on the samples beside PyTorch: the ONNX file of the model as trained
+    and every TFLite file. Returns the figures; whether they stop the export is keep_or_stop's."""
+    cfg, samples = state.run.config, state.samples
+    x = np.concatenate([samples.random, samples.test_x])
+    reference = verify.torch_logits(state.run.model, x)
+    logit_scale = float(np.abs(reference).max())
+    checks, tensors = [], {}
+    for path, fmt, precision, variant, runner in _runners(state):
+        say(f"verifying {path.name}")
+        logits = verify.run_all(runner, variant.inputs(x))
+        checks.append(verify.check(path.name, precision, reference, logits, samples, logit_scale))
+        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt, variant.app) for spec in runner.inputs], runner.outputs)
+    return Verified(checks, tensors, _verification_summary(samples, reference, logit_scale), reference)
+
+
+def _runners(state: ExportState) -> list[tuple[Path, str, str, Variant, verify.Runner]]:
+    """Each artifact to verify, loaded: (path, format, precision, its graph, runner)."""
+    trained = next(iter(state.variants.values()))
+    found = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
+    for (prefix, precision), path in state.files.items():
+        variant = state.variants[prefix]
+        shape = tuple(example_input(state.run.config, variant.app).shape)
+        found.append((path, "tflite", precision, variant, verify.open_tflite(path, shape)))
+    return found
+
+
+def _verification_summary(samples: verify.Samples, reference: np.ndarray, logit_scale: float) -> dict[str, Any]:
+    """What all artifacts were checked on and held to, as the manifest records it."""
+    n_random = len(samples.random)
+    return {
+        "random_inputs": n_random, "test_samples": len(samples.test_x),
+        "test_split_size": samples.test_split_size,
+        "pytorch_test_accuracy": float((reference[n_random:].argmax(1) == samples.test_y).mean()),
+        "logit_scale": logit_scale,
+        "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
+        "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
+    }
+
+
+def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str, app_form: bool) -> dict[str, Any]:
+    """Complete an input's description the way an app needs it: layout, colour, id range."""
+    spec = dict(spec)
+    if cfg.kind == "text":
+        spec.update(layout="tokens", low=0, high=cfg.vocab_size)
+    else:
+        if fmt == "onnx":
+            spec["layout"] = "NCHW"
+        spec.update(appform.image_color(cfg, app_form))
+    return spec
+
+
+def keep_or_stop(state: ExportState) -> dict[str, list[str]]:
+    """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
+    (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
+    out instead, and with it its precision's other file (the as-trained one or the app form):
+    their files and checks go. Returns each left-out precision's misses."""
+    checks = state.verified.checks
+    tflite_files = {path.name for path in state.files.values()}
+    left_out = [c for c in checks if c.failures and c.file in tflite_files and c.precision != "fp32"]
+    kept = [c for c in checks if c not in left_out]
+    if any(c.failures for c in kept) or (left_out and not any(c.file in tflite_files for c in kept)):
+        raise verify.VerificationError(checks)
+    dropped: dict[str, list[str]] = {}
+    for c in left_out:
+        dropped.setdefault(c.precision, []).extend(c.failures)
+    state.verified.checks = [c for c in kept if c.precision not in dropped]
+    for key in [k for k in state.files if k[1] in dropped]:
+        state.files.pop(key).unlink()
+    return dropped
+
+
+def write_manifest(state: ExportState, started: float) -> Manifest:
+    """Write manifest.json, labels.txt, USAGE.md, the reference arrays and (text) the tokenizer
+    into the temp dir; `started` is when the export began, for its duration."""
+    run, tmp, verified = state.run, state.tmp, state.verified
+    if run.tokenizer is not None:
+        shutil.copyfile(run.run_dir / "tokenizer.json", tmp / "tokenizer.json")
+    summary = {**verified.summary, "calibration_samples": state.calibration_samples}
+    artifacts = [_artifact_entry(state, check) for check in verified.checks]
+    (tmp / app.LABELS_FILE).write_text("".join(f"{label}\n" for label in state.dataset.labels))
+    document = _manifest(run, state.dataset, artifacts, summary)
+    document["reference"] = _write_reference(tmp, state.samples, verified.reference)
+    document["export_seconds"] = round(time.perf_counter() - started, 3)
+    manifest = Manifest(document)
+    manifest.write(tmp)
+    usage.write(tmp, document)
+    return manifest
+
+
+def _artifact_entry(state: ExportState, check: verify.Check) -> dict[str, Any]:
+    """One artifact's manifest entry; a TFLite file's also says what an app reads from it."""
+    path = state.tmp / check.file
+    entry = mf.artifact_entry(path, check, state.counts[check.file], *state.verified.tensors[check.file])
+    if entry["format"] == "tflite":
+        entry.update(appform.app_entry(path, state.variant_of(check.file)))
+    return entry
+
+
+def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:
+    """Save the random inputs and the first test samples with PyTorch's outputs for them, so a
+    device can check its own answers later (payattn.runtime.parity); return the manifest entry."""
+    n_random, n_test = len(samples.random), min(REFERENCE_TEST_SAMPLES, len(samples.test_x))
+    arrays = {"inputs": np.concatenate([samples.random, samples.test_x[:n_test]]),
+              "outputs": reference[:n_random + n_test]}
+    entry: dict[str, Any] = {"random_inputs": n_random, "test_samples": n_test, "layout": "PyTorch"}
+    for key, name in REFERENCE_FILES.items():
+        path = out_dir / name
+        np.save(path, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+        entry[key] = {"file": name, "shape": list(arrays[key].shape), "dtype": arrays[key].dtype.name,
+                      "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return entry
+
+
+def _manifest(
+    run: LoadedRun, dataset: Dataset, artifacts: list[dict[str, Any]], verification: dict[str, Any],
+) -> dict[str, Any]:
+    cfg, cost = run.config, model_cost(run.config)
+    if cfg.kind == "vision":
+        # Per input channel; each artifact's inputs state their own layout and colour.
+        preprocessing = {"scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std)}
+    else:
+        tokenizer = run.tokenizer
+        preprocessing = {
+            "tokenizer": "tokenizer.json", "max_length": tokenizer.max_length,
+            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "case": CASES,
+            "delimiter": DELIMITER, "delimiter_re2": DELIMITER_RE2,
+        }
+    outputs = {"logits": "raw logits, one per class in `labels` order: apply softmax for "
+                         "probabilities", "labels_file": app.LABELS_FILE}
+    return {
+        "schema": mf.SCHEMA, "payattn_version": payattn.__version__, "created": mf.utc_now(),
+        "mechanism": cfg.mechanism, "task": run.run_config.get("task"),
+        "preset": run.run_config.get("preset"), "kind": cfg.kind, "config": cfg.to_dict(),
+        "params": sum(p.numel() for p in run.model.parameters()),
+        "attention_params": cost.attention_params, "flops": cost.flops,
+        "attention_flops": cost.attention_flops, "labels": list(dataset.labels),
+        "preprocessing": preprocessing, "outputs": outputs, "artifacts": artifacts,
+        "verification": verification,
+        "versions": mf.versions(), "export_seconds": None,
+    }
 
 
 class PartialExport(PayattnError):
@@ -217,113 +410,9 @@ def _make_temp_dir(out_dir: Path) -> tuple[list[Path], Path]:
         ) from None
 
 
-def _verify(
-    run: LoadedRun, trained: Variant, by_prefix: dict[str, Variant], files: dict[tuple[str, str], Path],
-    samples: verify.Samples, say: Log,
-) -> tuple[list[verify.Check], dict[str, tuple[str, list, list]], dict[str, Any], np.ndarray]:
-    """Run each artifact on the samples beside PyTorch: the ONNX file of `trained` (the model
-    as trained) and the TFLite `files`, keyed by (variant prefix, precision) as `by_prefix`
-    holds the variants. Returns each artifact's figures, its format, inputs and outputs as an
-    app feeds them (by file), what all were checked on, and PyTorch's outputs."""
-    cfg = run.config
-    x = np.concatenate([samples.random, samples.test_x])
-    reference = verify.torch_logits(run.model, x)
-    logit_scale = float(np.abs(reference).max())
-    runners = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
-    for (prefix, precision), path in files.items():
-        shape = tuple(example_input(cfg, by_prefix[prefix].app).shape)
-        runners.append((path, "tflite", precision, by_prefix[prefix], verify.open_tflite(path, shape)))
-    checks, tensors = [], {}
-    for path, fmt, precision, variant, runner in runners:
-        say(f"verifying {path.name}")
-        logits = verify.run_all(runner, variant.inputs(x))
-        checks.append(verify.check(path.name, precision, reference, logits, samples, logit_scale))
-        tensors[path.name] = (fmt, [_input_spec(spec, cfg, fmt, variant.app) for spec in runner.inputs], runner.outputs)
-    n_random = len(samples.random)
-    summary = {
-        "random_inputs": n_random, "test_samples": len(samples.test_x),
-        "test_split_size": samples.test_split_size,
-        "pytorch_test_accuracy": float((reference[n_random:].argmax(1) == samples.test_y).mean()),
-        "logit_scale": logit_scale,
-        "max_abs_diff": {p: verify.tolerance(p, logit_scale) for p in verify.MAX_ABS_DIFF},
-        "min_top1_agreement": verify.MIN_TOP1_AGREEMENT,
-    }
-    return checks, tensors, summary, reference
-
-
-def _keep_or_stop(
-    checks: list[verify.Check], files: dict[tuple[str, str], Path],
-) -> tuple[list[verify.Check], dict[str, list[str]]]:
-    """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
-    (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
-    out instead, and with it its precision's other file (the as-trained one or the app form).
-    Returns the checks of the artifacts kept and each left-out precision's misses."""
-    try:
-        verify.validate(checks)
-        return checks, {}
-    except verify.VerificationError:
-        tflite_files = {path.name for path in files.values()}
-        left_out = [c for c in checks if c.failures and c.file in tflite_files and c.precision != "fp32"]
-        kept = [c for c in checks if c not in left_out]
-        if any(c.failures for c in kept) or not any(c.file in tflite_files for c in kept):
-            raise
-        dropped: dict[str, list[str]] = {}
-        for c in left_out:
-            dropped.setdefault(c.precision, []).extend(c.failures)
-        return [c for c in kept if c.precision not in dropped], dropped
-
-
-def _write_reference(out_dir: Path, samples: verify.Samples, reference: np.ndarray) -> dict[str, Any]:
-    """Save the random inputs and the first test samples with PyTorch's outputs for them, so a
-    device can check its own answers later (payattn.runtime.parity); return the manifest entry."""
-    n_random, n_test = len(samples.random), min(REFERENCE_TEST_SAMPLES, len(samples.test_x))
-    arrays = {"inputs": np.concatenate([samples.random, samples.test_x[:n_test]]),
-              "outputs": reference[:n_random + n_test]}
-    entry: dict[str, Any] = {"random_inputs": n_random, "test_samples": n_test, "layout": "PyTorch"}
-    for key, name in REFERENCE_FILES.items():
-        path = out_dir / name
-        np.save(path, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-        entry[key] = {"file": name, "shape": list(arrays[key].shape), "dtype": arrays[key].dtype.name,
-                      "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-    return entry
-
-
-def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str, app_form: bool) -> dict[str, Any]:
-    """Complete an input's description the way an app needs it: layout, colour, id range."""
-    spec = dict(spec)
-    if cfg.kind == "text":
-        spec.update(layout="tokens", low=0, high=cfg.vocab_size)
-    else:
-        if fmt == "onnx":
-            spec["layout"] = "NCHW"
-        spec.update(appform.image_color(cfg, app_form))
-    return spec
-
-
-def _manifest(
-    run: LoadedRun, dataset: Dataset, artifacts: list[dict[str, Any]], verification: dict[str, Any],
-) -> dict[str, Any]:
-    cfg, cost = run.config, model_cost(run.config)
-    if cfg.kind == "vision":
-        # Per input channel; each artifact's inputs state their own layout and colour.
-        preprocessing = {"scale": 1 / 255, "mean": list(dataset.mean), "std": list(dataset.std)}
-    else:
-        tokenizer = run.tokenizer
-        preprocessing = {
-            "tokenizer": "tokenizer.json", "max_length": tokenizer.max_length,
-            "pad_id": tokenizer.pad_id, "unk_id": tokenizer.unk_id, "case": CASES,
-            "delimiter": DELIMITER, "delimiter_re2": DELIMITER_RE2,
-        }
-    outputs = {"logits": "raw logits, one per class in `labels` order: apply softmax for "
-                         "probabilities", "labels_file": app.LABELS_FILE}
-    return {
-        "schema": mf.SCHEMA, "payattn_version": payattn.__version__, "created": mf.utc_now(),
-        "mechanism": cfg.mechanism, "task": run.run_config.get("task"),
-        "preset": run.run_config.get("preset"), "kind": cfg.kind, "config": cfg.to_dict(),
-        "params": sum(p.numel() for p in run.model.parameters()),
-        "attention_params": cost.attention_params, "flops": cost.flops,
-        "attention_flops": cost.attention_flops, "labels": list(dataset.labels),
-        "preprocessing": preprocessing, "outputs": outputs, "artifacts": artifacts,
-        "verification": verification,
-        "versions": mf.versions(), "export_seconds": None,
-    }
+def _discard(tmp: Path, created: list[Path]) -> None:
+    """Remove a failed export's temp dir and the parent dirs it created."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    for parent in reversed(created):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
