@@ -1,4 +1,5 @@
-# The two set-up commands of the README: `make demo` (the whole pipeline) and `make test`.
+# The two set-up commands of the README: `make demo` (the whole pipeline) and `make test`;
+# `make docs` builds the documentation site (docs/, mkdocs.yml) into site/.
 # Each creates .venv on first use. torch is pinned in constraints.txt (2.13.0) and taken from
 # PyTorch's CPU wheel index: PyPI's Linux torch is the CUDA build with ~15 nvidia packages and
 # triton. pip prefers the index's 2.13.0+cpu to PyPI's 2.13.0 (a local version sorts higher);
@@ -10,9 +11,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+DOCS_STAMP := $(VENV)/.installed-docs
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) -c constraints.txt
 
-.PHONY: demo test install clean
+.PHONY: demo test docs install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +27,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/payattn demo --out demo-out --force
 
-# The tests also start a local Ray head: the ray extra, installed once on top of the main stamp.
+# The tests also start a local Ray head and build the docs: the ray and docs extras, installed
+# once on top of the main stamp.
 $(TEST_STAMP): $(STAMP)
-	$(PIP_INSTALL) -e '.[test,ray]'
+	$(PIP_INSTALL) -e '.[test,ray,docs]'
 	touch $(TEST_STAMP)
 
 test: $(TEST_STAMP)
 	bash scripts/ci_system_deps.sh
 	$(BIN)/python -m pytest
 
+# The site is checked as CI checks it: --strict fails on a broken link, anchor or missing page.
+$(DOCS_STAMP): $(STAMP)
+	$(PIP_INSTALL) -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) demo-out site
