@@ -114,8 +114,7 @@ def param_rows(cmd: Any, ctx: Any, kind: str) -> list[str]:
         if param.param_type_name != kind or getattr(param, "hidden", False):
             continue
         if kind == "argument":
-            name = code(param.human_readable_name.upper()) if hasattr(param, "human_readable_name") \
-                else code(param.name.upper())
+            name = code(param.name.upper())
             if getattr(param, "nargs", 1) != 1:
                 name += " …"
         else:

@@ -10,7 +10,7 @@ onnx2tf path) and times ONNX Runtime and LiteRT interleaved, fp32, one thread. I
 runtime's matrix kernel tiles M: LiteRT's XNNPACK multiplies rows in blocks of a fixed height on
 a given CPU (7 with AVX-512), so its time rises in steps at multiples of that height and M = 16
 costs as much as M = 21; ONNX Runtime's MLAS kernel has no such step there. That is why the
-measured LiteRT / ONNX Runtime ratio of a whole model depends on ℓ (README, Performance).
+measured LiteRT / ONNX Runtime ratio of a whole model depends on ℓ (docs/performance.md).
 """
 
 from __future__ import annotations
