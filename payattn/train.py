@@ -1,5 +1,8 @@
 """Training loop, evaluation and the run dir (model.pt, config.json, metrics.json, tokenizer.json).
 
+train() runs named stages, each callable alone: `resolve` the model config, tokenizer and data,
+`fit` the model, `evaluate` it, `write_run_dir`.
+
 Training is deterministic for a seed on CPU: the seed fixes the initial weights and the
 order of the batches, so `--mechanism all` trains the four mechanisms on identical data
 order and a run can be reproduced exactly.
