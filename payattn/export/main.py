@@ -214,7 +214,7 @@ def verify_artifacts(state: ExportState, say: Log) -> Verified:
     return Verified(checks, tensors, _verification_summary(samples, reference, logit_scale), reference)
 
 
-def _runners(state: ExportState) -> list[tuple[Path, str, str, Variant, verify.Runner]]:
+def _runners(state: ExportState) -> list[tuple[Path, str, str, Variant, verify.OpenModel]]:
     """Each artifact to verify, loaded: (path, format, precision, its graph, runner)."""
     trained = next(iter(state.variants.values()))
     found = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
