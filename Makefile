@@ -12,14 +12,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DOCS_STAMP := $(VENV)/.installed-docs
+LITERT_TORCH := litert-torch litert-converter ai-edge-quantizer
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --retries 1 --extra-index-url $(TORCH_INDEX) -c constraints.txt
 
 .PHONY: demo test docs install clean
 
+# Every road of `payattn export --converter` is installed: the `all` extra brings ExecuTorch and
+# what litert-torch imports; litert-torch's own declared dependencies cannot resolve beside the
+# pins (see pyproject.toml), so it and its two converter packages follow with --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP_INSTALL) -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[test,bench,all]'
+	$(PIP_INSTALL) --no-deps $(LITERT_TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)
