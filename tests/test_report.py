@@ -406,3 +406,28 @@ def test_sweeps_with_the_same_folder_name_get_their_own_pareto_plots(tmp_path: P
     assert all(p.is_file() for p in paths.plots)
     md = paths.md.read_text()
     assert all(f"(plots/{name})" in md for name in pareto)
+
+
+def test_every_road_is_a_row_and_the_fastest_verified_road_is_named(tmp_path: Path) -> None:
+    lines = []
+    for mech in MECHANISMS:
+        lines.append(line(mech, "laptop", "onnxruntime", "onnx", "fp32", "model.onnx"))
+        lines.append(line(mech, "laptop", "litert", "tflite", "fp32", "model_fp32.tflite"))
+        lt = line(mech, "laptop", "litert", "tflite", "fp32", "model_litert-torch_fp32.tflite",
+                  p50=0.05 if mech == "efficient" else 0.5, minute=1)
+        lt["artifact"]["converter"] = "litert-torch"
+        lines.append(lt)
+    paths = report(write_jsonl(tmp_path / "results.jsonl", lines), tmp_path / "out")
+    md = paths.md.read_text(encoding="utf-8")
+    header, _ = table_rows(md, "mnist-5k / mnist-tiny: fp32, 1 thread")
+    assert "laptop · onnx2tf → litert: p50 ms (speed-up)" in header  # both TFLite roads, not one
+    assert "laptop · litert-torch → litert: p50 ms (speed-up)" in header
+    header, rows = table_rows(md, "mnist-5k / mnist-tiny on laptop: every road, 1 thread")
+    assert header[:3] == ["mechanism", "road (converter → runtime)", "precision"]
+    assert len(rows) == 12 and {r[1] for r in rows} == {"onnx2tf → litert", "litert-torch → litert",
+                                                        "torch.onnx → onnxruntime"}
+    efficient = {r[1]: r for r in rows if r[0] == "efficient"}
+    assert efficient["litert-torch → litert"][6] == "1.00×"  # its own fastest road
+    assert efficient["litert-torch → litert"][5] == "10.00×"  # standard's 0.5 over 0.05, same road
+    fastest = md.split("Fastest verified road: ", 1)[1].split(". ", 1)[0]
+    assert "efficient: litert-torch → litert fp32 (0.0500 ms)" in fastest

@@ -24,6 +24,7 @@ from payattn.files import check_replaceable, check_writable
 from payattn.report.plots import latency_plot, plot_slug, size_plot
 from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
+from payattn.report.roads import roads_tables
 from payattn.report.results import CSV_COLUMNS, Result, as_results, csv_row, latest, load_results
 from payattn.report.tables import (Table, artifact_table, conditions_table, groups, headline,
                                    latency_tables, profile_table, verdict)
@@ -189,6 +190,9 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
                        ("img", (size_png, f"{task} / {preset}: file size per mechanism and precision")),
                        ("h3", "Latency, every configuration")]
             blocks += [("table", t) for t in latency_tables(rs)]
+            road_tables = roads_tables(rs)
+            if road_tables:
+                blocks += [("h3", "Every road")] + [("table", t) for t in road_tables]
             profiles = profile_table(rs)
             if profiles is not None:
                 blocks += [("h3", "Time per operator"), ("table", profiles)]

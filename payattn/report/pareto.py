@@ -20,7 +20,7 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimate, SweepRun, accuracies,
                                    setting_label, settings, speedup_verdict)
 from payattn.report.plots import save_png
-from payattn.report.results import RUNTIMES, Result
+from payattn.report.results import FORMAT_CONVERTER, RUNTIMES, Result
 from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "^", "int8": "D"}
@@ -71,6 +71,12 @@ def sweep_artifacts(folder: Path) -> dict[str, tuple[str, int]]:
     return found
 
 
+def road_name(r: Result) -> str:
+    """The runtime, or the whole road where the file came from another converter than its
+    format's first (litert-torch → litert beside onnx2tf's files), so every road is a point."""
+    return r.runtime if r.converter == FORMAT_CONVERTER.get(r.file_format) else r.road
+
+
 def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[Benched]:
     """The latest bench line per sweep artifact × device × runtime × threads."""
     by_sha = sweep_artifacts(folder)
@@ -81,7 +87,7 @@ def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[B
         if key not in by_point:
             continue
         run = by_point[key]
-        b = Benched(run.variant, run.mechanism, run.setting, run.seed, r.device, r.runtime, r.precision,
+        b = Benched(run.variant, run.mechanism, run.setting, run.seed, r.device, road_name(r), r.precision,
                     r.threads, typical_ms(r)[0])
         latest[(b.variant, b.seed, b.config)] = b
     return list(latest.values())

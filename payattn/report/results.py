@@ -16,6 +16,8 @@ from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
 from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT
 
+# What made an artifact of each format before result lines named their converter.
+FORMAT_CONVERTER = {"onnx": "torch.onnx", "tflite": "onnx2tf", "pte": "executorch"}
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
 SCHEMA = RESULT.id
 RUNTIMES = MEASURED_BY
@@ -84,6 +86,17 @@ class Result:
         return self.data["artifact"]["format"]
 
     @property
+    def converter(self) -> str:
+        """What made the artifact; lines from before the roads name none, and came from the
+        one road there was for their format."""
+        return self.data["artifact"].get("converter") or FORMAT_CONVERTER.get(self.file_format, "?")
+
+    @property
+    def road(self) -> str:
+        """converter → runtime: the way the model took from PyTorch to the measured call."""
+        return f"{self.converter} → {self.runtime}"
+
+    @property
     def threads(self) -> int:
         return self.data["threads"]
 
@@ -93,9 +106,10 @@ class Result:
         return None if value is None else float(value)
 
     @property
-    def config(self) -> tuple[str, str, str, int]:
-        """What a latency is measured on, apart from the mechanism: device, runtime, precision, threads."""
-        return self.device, self.runtime, self.precision, self.threads
+    def config(self) -> tuple[str, str, str, int, str]:
+        """What a latency is measured on, apart from the mechanism: device, runtime, precision,
+        threads, and the converter that made the file."""
+        return self.device, self.runtime, self.precision, self.threads, self.converter
 
 
 def _problem(record: Any) -> str | None:
@@ -170,8 +184,8 @@ def as_results(results: Path | str | Iterable[Mapping[str, Any] | Result]) -> li
 def latest(results: list[Result]) -> list[Result]:
     """Keep the latest line (by timestamp, then by position) per measured configuration.
 
-    A configuration is task × preset × mechanism × artifact format × precision × runtime ×
-    device × threads, so a re-measured or re-exported artifact replaces the older line.
+    A configuration is task × preset × mechanism × converter × artifact format × precision ×
+    runtime × device × threads, so a re-measured or re-exported artifact replaces the older line.
     """
     chosen: dict[tuple[Any, ...], Result] = {}
     for r in results:

@@ -18,6 +18,8 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.results import DEVICE_KINDS, FORMATS, PRECISIONS, RUNTIMES, Result
 
 DASH = "—"
+# Converters in the order of their roads, for columns and rows.
+CONVERTER_ORDER = ("onnx2tf", "litert-torch", "torch.onnx", "executorch")
 MEAN_MARK = "ᵃ"
 MEAN_NOTE = (f"{MEAN_MARK} mean: benchmark_model prints no median, so the mean stands in for p50 and "
              "a marked speed-up compares means on both sides.")
@@ -132,7 +134,7 @@ def _pick(results: Iterable[Result], pred: Callable[[Result], bool]) -> Result |
     return max(found, key=lambda r: (r.when, r.line)) if found else None
 
 
-def _at(results: list[Result], mechanism: str, config: tuple[str, str, str, int]) -> Result | None:
+def _at(results: list[Result], mechanism: str, config: tuple[str, str, str, int, str]) -> Result | None:
     return _pick(results, lambda r: r.mechanism == mechanism and r.config == config)
 
 
@@ -170,8 +172,8 @@ def headline(results: list[Result]) -> Table:
     rows, marked = [], False
     for m in mechs:
         row = [m]
-        for device, runtime in columns:
-            config = (device, runtime, precision, threads)
+        for device, runtime, converter in columns:
+            config = (device, runtime, precision, threads, converter)
             r, base = _at(at_config, m, config), _at(at_config, "standard", config)
             if r is None:
                 row.append(DASH)
@@ -185,7 +187,8 @@ def headline(results: list[Result]) -> Table:
                 f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}"]
         rows.append(row)
     emulated = emulated_by(at_config)
-    header = (["mechanism"] + [f"{device_label(d, emulated)} · {rt}: p50 ms (speed-up)" for d, rt in columns]
+    header = (["mechanism"] + [f"{device_label(d, emulated)} · {runtime_label(rt, c, at_config)}: p50 ms "
+                               "(speed-up)" for d, rt, c in columns]
               + ["FLOP-model speed-up", f"test accuracy ({precision})", "params", "attention params"])
     plural = "s" if threads != 1 else ""
     return Table(
@@ -200,10 +203,19 @@ def headline(results: list[Result]) -> Table:
     )
 
 
-def headline_columns(at_config: list[Result]) -> list[tuple[str, str]]:
-    """The (device, runtime) pairs measured at the headline configuration, in report order."""
-    return [(d, rt) for d in devices(at_config)
-            for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)]
+def headline_columns(at_config: list[Result]) -> list[tuple[str, str, str]]:
+    """The (device, runtime, converter) triples measured at the headline configuration, in
+    report order (converters in the order of their roads)."""
+    return [(d, rt, c) for d in devices(at_config)
+            for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)
+            for c in ordered((r.converter for r in at_config if (r.device, r.runtime) == (d, rt)),
+                             CONVERTER_ORDER)]
+
+
+def runtime_label(runtime: str, converter: str, results: list[Result]) -> str:
+    """The runtime, or the whole road where files of several converters ran on that runtime."""
+    several = len({r.converter for r in results if r.runtime == runtime}) > 1
+    return f"{converter} → {runtime}" if several else runtime
 
 
 def verdict(results: list[Result]) -> str:
@@ -214,8 +226,8 @@ def verdict(results: list[Result]) -> str:
     at_config = [r for r in results if (r.precision, r.threads) == (precision, threads)]
     where = f"{task} / {preset} at {precision}, {threads} thread{'s' if threads != 1 else ''}"
     ratios: dict[str, list[float]] = {}
-    for device, runtime in headline_columns(at_config):
-        config = (device, runtime, precision, threads)
+    for device, runtime, converter in headline_columns(at_config):
+        config = (device, runtime, precision, threads, converter)
         base = _at(at_config, "standard", config)
         for m in MECHANISMS[1:]:
             r = _at(at_config, m, config)
@@ -252,7 +264,7 @@ def latency_tables(results: list[Result]) -> list[Table]:
             p10, p90 = r.latency("p10"), r.latency("p90")
             marked |= typical_is_mean or ratio_is_mean
             p99, peak = r.latency("p99"), r.data["peak_memory_bytes"]
-            rows.append([r.runtime, r.precision, str(r.threads), r.mechanism,
+            rows.append([runtime_label(r.runtime, r.converter, on_device), r.precision, str(r.threads), r.mechanism,
                          fmt_ms(typical) + (MEAN_MARK if typical_is_mean else ""),
                          DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
                          DASH if p99 is None else fmt_ms(p99),
