@@ -37,13 +37,13 @@ def convert(model: nn.Module, example: torch.Tensor, out_dir: Path, precisions: 
     """Write `{name_prefix}_{precision}.tflite` per precision into `out_dir`; return precision
     -> path, or the reason a precision was left out. A failed fp32 conversion raises."""
     fp32 = out_dir / TFLITE_FILES["fp32"].replace("model", name_prefix, 1)
-    try:
-        import ai_edge_quantizer  # noqa: F401 (checked here, used per precision)
-        import litert_torch
-    except ImportError as exc:
-        raise PayattnError(f"the litert-torch road needs {exc.name}: pip install --no-deps "
-                           "litert-torch ai-edge-quantizer") from None
-    with _held_output():  # litert-torch and the quantizer narrate every pass
+    with _held_output():  # litert-torch and the quantizer narrate every pass, from import on
+        try:
+            import ai_edge_quantizer  # noqa: F401 (checked here, used per precision)
+            import litert_torch
+        except ImportError as exc:
+            raise PayattnError(f"the litert-torch road needs {exc.name}: pip install --no-deps "
+                               "litert-torch ai-edge-quantizer") from None
         litert_torch.convert(model, (example,)).export(str(fp32))
         made: dict[str, Path | str] = {"fp32": fp32}
         for precision in [p for p in precisions if p != "fp32"]:

@@ -324,7 +324,7 @@ def keep_or_stop(state: ExportState) -> dict[str, list[str]]:
         label = c.precision if converter == "onnx2tf" else f"{converter} {c.precision}"
         dropped.setdefault(label, []).extend(c.failures)
         reasons = state.roads.setdefault(converter, {}).setdefault("left_out", {})
-        reasons[c.precision] = "failed verification: " + "; ".join(c.failures)
+        reasons[c.precision] = "; ".join(filter(None, [reasons.get(c.precision), *c.failures]))
     state.verified.checks = [c for c in kept if (state.converter_of(c.file), c.precision) not in pairs]
     for key in [k for k in state.files if (state.graphs[k[0]][0], k[1]) in pairs]:
         state.files.pop(key).unlink()
