@@ -34,7 +34,7 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # Keys added to the format after its first version, in the order they came: optional in lines
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
-         "profile.note"]
+         "profile.note", "artifact.converter"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -82,6 +82,11 @@ class Result:
     def file_format(self) -> str:
         """The artifact's file format (onnx, tflite, ...)."""
         return self.data["artifact"]["format"]
+
+    @property
+    def converter(self) -> str | None:
+        """The road's converter that wrote the artifact (older lines name none)."""
+        return self.get("artifact.converter")
 
     @property
     def threads(self) -> int:
@@ -170,12 +175,12 @@ def as_results(results: Path | str | Iterable[Mapping[str, Any] | Result]) -> li
 def latest(results: list[Result]) -> list[Result]:
     """Keep the latest line (by timestamp, then by position) per measured configuration.
 
-    A configuration is task × preset × mechanism × artifact format × precision × runtime ×
-    device × threads, so a re-measured or re-exported artifact replaces the older line.
+    A configuration is task × preset × mechanism × artifact format × converter × precision ×
+    runtime × device × threads, so a re-measured or re-exported artifact replaces the older line.
     """
     chosen: dict[tuple[Any, ...], Result] = {}
     for r in results:
-        key = (r.group, r.mechanism, r.file_format, r.config)
+        key = (r.group, r.mechanism, r.file_format, r.converter, r.config)
         if key not in chosen or (r.when, r.line) >= (chosen[key].when, chosen[key].line):
             chosen[key] = r
     return sorted(chosen.values(), key=lambda r: r.line)
