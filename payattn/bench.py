@@ -70,10 +70,11 @@ def select_artifacts(artifact_dir: str | Path, runtimes: list[str],
     manifest = load_manifest(manifest_path)
     chosen = [{"path": str(directory / entry["file"]), "manifest": str(manifest_path)}
               for entry in manifest["artifacts"]
-              if FORMAT_RUNTIME[entry["format"]] in runtimes and entry["precision"] in precisions
+              if FORMAT_RUNTIME.get(entry["format"]) in runtimes and entry["precision"] in precisions
               and entry.get("variant", "as-trained") == "as-trained"]  # app forms add only input glue
     if not chosen:
-        available = sorted({f"{FORMAT_RUNTIME[e['format']]}/{e['precision']}" for e in manifest["artifacts"]})
+        available = sorted({f"{FORMAT_RUNTIME.get(e['format'], e['format'])}/{e['precision']}"
+                            for e in manifest["artifacts"]})
         raise RuntimeJobError(f"{directory} has no artifact for runtime(s) {', '.join(runtimes)} at "
                               f"precision(s) {', '.join(precisions)}; "
                               f"it has {', '.join(available) or 'none'}")

@@ -153,6 +153,7 @@ def export(
     epochs: opt.Epochs = None,
     data_dir: opt.DataDir = None,
     precision: opt.Precisions = "fp32,fp16,dynamic-int8",
+    converter: opt.Converters = "onnx2tf",
     out: opt.ExportOut = Path("artifacts"),
     runs_dir: opt.RunsDir = Path("runs"),
     force: opt.ExportForce = False,
@@ -170,13 +171,13 @@ def export(
     with progress_bar() as bar:
         if sweep:
             jobs, manifests = export_sweep(
-                sweep, precision, seeds=parse_seeds(seeds) if seeds else None,
+                sweep, precision, converters=converter, seeds=parse_seeds(seeds) if seeds else None,
                 mechanisms=expand_mechanisms(mechanism) if mechanism else None, force=force,
                 data_dir=data_dir, hooks=bar_hooks(bar))
         else:
             jobs, manifests = export_pipeline(
                 checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset,
-                epochs=epochs, data_dir=data_dir, precisions=precision, out=out,
+                epochs=epochs, data_dir=data_dir, precisions=precision, converters=converter, out=out,
                 runs_dir=runs_dir, force=force, shape=shape, hooks=bar_hooks(bar))
     table_console().print(export_summary(manifests))
     for job in jobs:

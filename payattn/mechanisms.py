@@ -1,4 +1,4 @@
-"""Mechanism names, aliases and default heads, and the precision names: the parsers of the names
+"""Mechanism names, aliases and default heads, and the precision and converter names: the parsers of the names
 commands take, light enough for the CLI, the report and devices."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from payattn.errors import PayattnError
-from payattn.runtime.formats import PRECISIONS
+from payattn.runtime.formats import PRECISIONS, ROADS
 
 MECHANISMS = ("standard", "optimised", "efficient", "super")
 ALIASES = {"optimized": "optimised"}
@@ -45,3 +45,16 @@ def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
         given = ", ".join(map(repr, unknown)) if unknown else "none"
         raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
     return [p for p in PRECISIONS if p in names]
+
+
+def parse_converters(converters: str | Iterable[str]) -> list[str]:
+    """Validate road names ("all" or a list / comma-separated string), in canonical order."""
+    items = converters.split(",") if isinstance(converters, str) else list(converters)
+    names = [c.strip().lower() for c in items if c.strip()]
+    if names == ["all"]:
+        return list(ROADS)
+    unknown = [c for c in names if c not in ROADS]
+    if unknown or not names:
+        given = ", ".join(map(repr, unknown)) if unknown else "none"
+        raise PayattnError(f"unknown converter {given}; valid converters: {', '.join(ROADS)}, all")
+    return [c for c in ROADS if c in names]

@@ -23,7 +23,7 @@ from payattn.config import ShapeSetting
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.formats import PRECISIONS, RUNTIMES
+from payattn.runtime.formats import PRECISIONS, ROADS, RUNTIMES
 from payattn.runtime.settings import BenchSettings, describe
 from payattn.views import print_error
 
@@ -54,6 +54,10 @@ def bench_option(setting: str) -> Any:
 
 Mechanisms = Annotated[str, mechanism_option()]
 Precisions = Annotated[str, precision_option()]
+Converters = Annotated[str, typer.Option(
+    "--converter", metavar=metavar((*ROADS, "all")),
+    help=f"The road(s) to TFLite/ExecuTorch: comma list of {', '.join(ROADS)}, or all (every road "
+         "this payattn has); model.onnx is always written.")]
 Runtimes = Annotated[str, typer.Option(metavar=metavar(RUNTIMES),
                                        help=f"Comma list of {', '.join(RUNTIMES)}.")]
 Task = Annotated[str, typer.Option(help="mnist-5k, movie-reviews, amazon-reviews (embedded) or "

@@ -151,15 +151,16 @@ def checkpoint_jobs(checkpoints: Iterable[Path], mechanism: str | None, out: Pat
 
 
 def export_all(jobs: list[ExportJob], precisions: Iterable[str], *, force: bool,
-               data_dir: Path | None = None, hooks: Hooks = Hooks()) -> list[Any]:
-    """Export each job's run dir; return the manifests."""
+               data_dir: Path | None = None, converters: str | Iterable[str] = "onnx2tf",
+               hooks: Hooks = Hooks()) -> list[Any]:
+    """Export each job's run dir by the roads `converters` names; return the manifests."""
     from payattn.export import export
 
     manifests = []
     for job in jobs:
         label = f"export {job.out_dir.parent.name}/{job.out_dir.name}"
         manifest = export(job.run_dir, job.out_dir, list(precisions), force=force,
-                          log=hooks.exporting(label), data_dir=data_dir)
+                          log=hooks.exporting(label), data_dir=data_dir, converters=converters)
         hooks.done(label, f"done in {manifest['export_seconds']:.0f} s")
         manifests.append(manifest)
     return manifests
@@ -168,13 +169,14 @@ def export_all(jobs: list[ExportJob], precisions: Iterable[str], *, force: bool,
 def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, task: str,
                     preset: str | None, epochs: int | None, data_dir: Path | None,
                     precisions: str, out: Path, runs_dir: Path, force: bool,
-                    shape: dict[str, Any] | None = None,
+                    shape: dict[str, Any] | None = None, converters: str = "onnx2tf",
                     hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
     """`payattn export`: every target checked first, models trained (with the model-shape
     options in `shape`) or reused, then exported."""
-    from payattn.export import check_export_target
+    from payattn.export import check_export_target, choose_roads
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
+    roads = choose_roads(converters)
     given = sorted(k for k, v in (shape or {}).items() if v is not None)
     if checkpoints and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -214,13 +216,14 @@ def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[
 
 def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
                  mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
-                 hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
+                 converters: str = "onnx2tf", hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
     """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
     the report finds them to tie bench results to points. Returns the jobs and manifests."""
-    from payattn.export import check_export_target
+    from payattn.export import check_export_target, choose_roads
     from payattn.sweep_index import read_index
 
     chosen = parse_precisions(precisions)
+    roads = choose_roads(converters)
     folder = Path(folder)
     jobs = [ExportJob(folder / e["run_dir"], folder / "artifacts" / e["variant"] / f"seed-{e['seed']}")
             for e in read_index(folder)["points"]
@@ -231,7 +234,7 @@ def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = Non
                            "check `--seeds` and `--mechanism` against its sweep.json")
     for job in jobs:
         check_export_target(job.out_dir, force)
-    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks)
+    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads, hooks=hooks)
 
 
 def verify_precisions(artifact_dirs: list[Path], precision: str) -> list[str]:

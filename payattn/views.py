@@ -195,7 +195,27 @@ def export_summary(manifests: list[Any]) -> Table:
                           _limit(parity["max_abs_diff"], limit), _floor(parity["top1_agreement"], floor),
                           f"{a['test_accuracy']:.2%}", str(a["operator_count"]),
                           "pass" if passed else "FAIL")
+    notes = road_notes(manifests)
+    if notes:
+        table.caption = "\n".join(notes)
     return table
+
+
+def road_notes(manifests: list[Any]) -> list[str]:
+    """Per export, each road's conversion time when several were taken, the precisions a road
+    left out and why, and a road that failed."""
+    notes = []
+    for m in manifests:
+        roads = m.get("roads", {})
+        for name, road in roads.items():
+            if "failed" in road:
+                notes.append(f"{m['mechanism']}: the {name} road failed and wrote nothing: {road['failed']}")
+            for precision, why in road.get("left_out", {}).items():
+                notes.append(f"{m['mechanism']}: {name} left out {precision}: {why}")
+        if len(roads) > 1:
+            times = ", ".join(f"{name} {road['seconds']:.1f} s" for name, road in roads.items())
+            notes.append(f"{m['mechanism']}: conversion time by road: {times}")
+    return notes
 
 
 def print_inspection(info: dict[str, Any]) -> None:
@@ -226,6 +246,12 @@ def print_inspection(info: dict[str, Any]) -> None:
     whole = "takes the whole graph" if x["fully_delegated"] else "[yellow]partial[/]"
     console.print(f"XNNPACK (LiteRT CPU): {whole} · {x['partitions']} partition(s) · "
                   f"left outside: {outside}")
+    gpu = info.get("gpu")
+    if gpu is None:
+        console.print("GPU delegate: not recorded (no manifest.json from the export beside the file)")
+    else:
+        verdict = "compatible" if gpu["compatible"] else "[yellow]issues[/]: " + "; ".join(gpu["issues"])
+        console.print(f"GPU delegate ({gpu['analyzer']}): {verdict}", highlight=False)
 
 
 # ---- bench, verify, report --------------------------------------------------------------------

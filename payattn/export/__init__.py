@@ -15,7 +15,8 @@ from typing import Any
 _EXPORTS = {
     "ARTIFACT_FILES": "main", "DEFAULT_PRECISIONS": "main", "PartialExport": "main",
     "check_export_target": "main", "export": "main", "Manifest": "manifest",
-    "PRECISIONS": "main", "parse_precisions": "payattn.mechanisms",
+    "PRECISIONS": "main", "parse_precisions": "payattn.mechanisms", "ROADS": "roads",
+    "choose_roads": "roads",
 }
 __all__ = sorted(_EXPORTS)
 

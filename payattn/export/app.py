@@ -347,8 +347,22 @@ def describe(path: Path) -> dict[str, Any]:
             "outputs": tensors(interpreter.get_output_details()),
             "metadata": _metadata_summary(view), "associated_files": sorted(view.files),
             "aligned": view.min_unaligned_buffer is None,
-            "operators": operator_counts(read_operators(path)), "xnnpack": xnnpack}
+            "operators": operator_counts(read_operators(path)), "xnnpack": xnnpack,
+            "gpu": recorded_gpu(path)}
     return info
+
+
+def recorded_gpu(path: Path) -> dict[str, Any] | None:
+    """The GPU-delegate report the export recorded for this file, when its manifest sits beside
+    it (None otherwise): read, not recomputed, so inspecting stays light."""
+    from payattn.runtime.artifacts import FILE, load_manifest
+    from payattn.runtime.errors import RuntimeJobError
+
+    try:
+        manifest = load_manifest(path.parent / FILE)
+    except RuntimeJobError:
+        return None
+    return next((e.get("gpu") for e in manifest["artifacts"] if e.get("file") == path.name), None)
 
 
 def _metadata_summary(view: AppView) -> dict[str, Any] | None:

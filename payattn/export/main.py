@@ -1,14 +1,16 @@
-"""The export pipeline: a run dir to an artifact dir (ONNX, builtin-only TFLite per precision,
-manifest).
+"""The export pipeline: a run dir to an artifact dir (ONNX, builtin-only TFLite per road and
+precision, manifest).
 
-    export(run_dir, out_dir) -> Manifest
+    export(run_dir, out_dir, converters=("onnx2tf", "litert-torch")) -> Manifest
 
 `export` runs named stages, each a function that can be called alone (most on an ExportState):
 `load` the run and its task's data; `convert` it with torch.onnx.export (opset 20, TorchScript
-exporter, static batch-1 shapes) + onnxslim + onnx.checker, for a vision model also in its app
-form (RGB pixels in), then onnx2tf and the TFLite converter; `check_operators` reads each
-.tflite's operator table and rejects any non-builtin operator; `write_metadata` writes each
-signature and its TFLite Metadata (app.py), proving no output bit changed; `verify_artifacts`
+exporter, static batch-1 shapes) + onnxslim + onnx.checker, then by each road asked for
+(roads.py: onnx2tf and the TFLite converter, for a vision model also in its app form with RGB
+pixels in; litert-torch); a road that fails is left out, named in the manifest, when another
+was asked for; `check_operators` reads each .tflite's operator table and rejects any
+non-builtin operator; `write_metadata` writes each signature and its TFLite Metadata (app.py),
+proving no output bit changed, and records GPU-delegate compatibility (gpu.py); `verify_artifacts`
 runs every artifact beside PyTorch on random and real test inputs, and `keep_or_stop` holds the
 figures to the tolerances in verify.py; `write_manifest` writes manifest.json, labels.txt and
 USAGE.md. Everything is built in a temporary dir beside `out_dir` and renamed into place only
@@ -37,7 +39,7 @@ from payattn.errors import PayattnError
 from payattn.cost import model_cost
 from payattn.data import Dataset, Prepared, load_task, prepare
 from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
-from payattn.export import app, appform, ops, tflite, usage, verify
+from payattn.export import app, appform, gpu, ops, roads, tflite, usage, verify
 from payattn.export import manifest as mf
 from payattn.export.appform import Variant
 from payattn.export.manifest import Manifest
@@ -45,7 +47,7 @@ from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
 from payattn.mechanisms import parse_precisions
 from payattn.runtime.artifacts import sha256_file
-from payattn.runtime.formats import PRECISIONS
+from payattn.runtime.formats import ONNX_CONVERTER, PRECISIONS
 from payattn.runtime.parity import REFERENCE_FILES
 from payattn.train import LoadedRun, load_run
 
@@ -56,8 +58,7 @@ DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic-int8")
 # for the top-1 floor to mean something (98% = at most 3 misses), small enough to copy anywhere.
 REFERENCE_TEST_SAMPLES = 192
 # What an artifact dir holds: `--force` replaces a dir holding these names only.
-ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *tflite.TFLITE_FILES.values(),
-                  *(name.replace("model", "model_app", 1) for name in tflite.TFLITE_FILES.values()),
+ARTIFACT_FILES = ("manifest.json", "tokenizer.json", "model.onnx", *roads.file_names(),
                   app.LABELS_FILE, usage.FILE, *REFERENCE_FILES.values())
 
 Log = Callable[[str], None]  # each step as it starts
@@ -70,18 +71,20 @@ def export(
     force: bool = False,
     log: Log | None = None,
     data_dir: Path | str | None = None,
+    converters: str | Iterable[str] = ("onnx2tf",),
 ) -> Manifest:
-    """Export and verify the model of `run_dir` into `out_dir`; return its manifest.
-    `data_dir` overrides the dataset folder the run was trained from (full-dataset tasks)."""
+    """Export and verify the model of `run_dir` into `out_dir` by the roads `converters` names;
+    return its manifest. `data_dir` overrides the dataset folder the run was trained from
+    (full-dataset tasks)."""
     started = time.perf_counter()
     say = log or (lambda message: None)
-    chosen = parse_precisions(precisions)
+    chosen, taken = parse_precisions(precisions), roads.choose_roads(converters)
     out_dir = Path(out_dir)
     check_export_target(out_dir, force)
     run, dataset, data = load(Path(run_dir), data_dir, say)
     created, tmp = _make_temp_dir(out_dir)
     try:
-        state = ExportState(run, dataset, data, chosen, tmp)
+        state = ExportState(run, dataset, data, chosen, tmp, converters=taken)
         convert(state, say)
         with _step("checking TFLite operators", say, "ops", tmp):
             state.counts = check_operators(state.onnx, state.files.values())
@@ -98,7 +101,8 @@ def export(
         _discard(tmp, created)
         raise
     if dropped:
-        raise PartialExport(out_dir, manifest, dropped, [p for p in chosen if p not in dropped])
+        gone = {label.rsplit(" ", 1)[-1] for label in dropped}
+        raise PartialExport(out_dir, manifest, dropped, [p for p in chosen if p not in gone])
     return manifest
 
 
@@ -117,6 +121,10 @@ class ExportState:
     calibration_samples: int = 0  # full int8's, 0 without it
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # operator counts by file name
     verified: Verified | None = None
+    converters: list[str] = field(default_factory=lambda: ["onnx2tf"])  # the roads, in order
+    graphs: dict[str, tuple[str, str]] = field(default_factory=dict)  # file prefix -> (converter, variant prefix)
+    roads: dict[str, dict[str, Any]] = field(default_factory=dict)  # the manifest's, by converter
+    gpu: dict[str, dict[str, Any]] = field(default_factory=dict)  # GPU-delegate report by file name
 
     @property
     def onnx(self) -> Path:
@@ -129,7 +137,14 @@ class ExportState:
 
     def variant_of(self, name: str) -> Variant:
         """The graph a TFLite file was converted from."""
-        return next(self.variants[prefix] for (prefix, _), path in self.files.items() if path.name == name)
+        return self.variants[self.graphs[self._prefix_of(name)][1]]
+
+    def converter_of(self, name: str) -> str:
+        """The converter that wrote an artifact."""
+        return ONNX_CONVERTER if name == self.onnx.name else self.graphs[self._prefix_of(name)][0]
+
+    def _prefix_of(self, name: str) -> str:
+        return next(prefix for (prefix, _), path in self.files.items() if path.name == name)
 
 
 @dataclass
@@ -154,27 +169,66 @@ def load(run_dir: Path, data_dir: Path | str | None, say: Log) -> tuple[LoadedRu
 
 
 def convert(state: ExportState, say: Log) -> None:
-    """Write model.onnx, for vision its app form, and each graph's TFLite files into the temp
-    dir (steps onnx, onnx-app, tflite); an app form's ONNX file goes once it is converted."""
+    """Write model.onnx, then each road's files of each graph (the model as trained, for vision
+    also its app form) into the temp dir (steps onnx, onnx-app, tflite, one per other road).
+    With several roads, one that fails is recorded in `state.roads` and the others go on."""
     run, tmp, chosen = state.run, state.tmp, state.precisions
     with _step("exporting ONNX", say, "onnx", tmp):
         export_onnx(run.model, run.config, state.onnx)
-    variants = appform.variants(run.config, state.dataset, state.onnx)
-    state.variants = {v.prefix: v for v in variants}
-    for variant in variants[1:]:
-        with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
-            export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
+    state.variants = {v.prefix: v for v in appform.variants(run.config, state.dataset, state.onnx)}
     # Images always: the first ones also stand in for onnx2tf's downloaded sample images.
     needed = "int8" in chosen or run.config.kind == "vision"
     calibration = tflite.calibration_inputs(state.data.train_x) if needed else None
     state.calibration_samples = len(calibration) if "int8" in chosen else 0
-    for variant in variants:
-        with _step(f"converting {variant.onnx.name} to TFLite ({', '.join(chosen)})", say, "tflite", tmp):
-            converted = tflite.convert(variant.onnx, tmp, chosen, variant.inputs(calibration),
-                                       name_prefix=variant.prefix)
-            state.files.update({(variant.prefix, precision): path for precision, path in converted.items()})
-        if variant.app:
-            variant.onnx.unlink()
+    for name in state.converters:
+        take_road(state, roads.ROADS[name], calibration, say)
+    if not state.files:
+        failed = "; ".join(entry["failed"] for entry in state.roads.values() if "failed" in entry)
+        raise PayattnError(f"every road failed: {failed}")
+
+
+def take_road(state: ExportState, road: roads.Road, calibration: np.ndarray | None, say: Log) -> None:
+    """Convert every graph by `road`, timing it; when other roads were asked for too, its
+    failure is recorded (with its files removed) instead of raised."""
+    started, before = time.perf_counter(), set(state.files)
+    try:
+        left_out = _convert_graphs(state, road, calibration, say)
+    except PayattnError as exc:
+        if len(state.converters) == 1:
+            raise
+        for key in set(state.files) - before:
+            state.files.pop(key).unlink(missing_ok=True)
+        state.roads[road.converter] = {"seconds": round(time.perf_counter() - started, 3), "failed": str(exc)}
+        say(f"the {road.converter} road failed; the other roads go on: {exc}")
+        return
+    state.roads[road.converter] = {"seconds": round(time.perf_counter() - started, 3),
+                                   **({"left_out": left_out} if left_out else {})}
+
+
+def _convert_graphs(state: ExportState, road: roads.Road, calibration: np.ndarray | None,
+                    say: Log) -> dict[str, str]:
+    """Each graph's files by one road (an ONNX road first exports the app forms to ONNX, and
+    removes them once converted); returns the precisions it left out, with why."""
+    run, tmp, chosen, left_out = state.run, state.tmp, state.precisions, {}
+    apps = [v for v in state.variants.values() if v.app] if road.source == "onnx" else []
+    try:
+        for variant in apps:
+            with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
+                export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
+        for variant in state.variants.values():
+            what = variant.onnx.name if road.source == "onnx" else f"the {'app form' if variant.app else 'model'}"
+            by = "" if road.source == "onnx" else f" with {road.converter}"
+            key = "tflite" if road.source == "onnx" else road.converter
+            with _step(f"converting {what} to TFLite{by} ({', '.join(chosen)})", say, key, tmp):
+                made = roads.make(road, run.model, run.config, variant, tmp, chosen, calibration)
+            prefix = road.prefix(variant.prefix)
+            state.graphs[prefix] = (road.converter, variant.prefix)
+            state.files.update({(prefix, p): path for p, path in made.items() if isinstance(path, Path)})
+            left_out.update({p: why for p, why in made.items() if isinstance(why, str)})
+    finally:
+        for variant in apps:
+            variant.onnx.unlink(missing_ok=True)
+    return left_out
 
 
 def check_operators(onnx_path: Path, tflite_files: Iterable[Path]) -> dict[str, dict[str, int]]:
@@ -191,11 +245,12 @@ def check_operators(onnx_path: Path, tflite_files: Iterable[Path]) -> dict[str, 
 
 def write_metadata(state: ExportState) -> None:
     """Give every TFLite file its signature and TFLite Metadata, proving on the random samples
-    that no output bit changed."""
+    that no output bit changed, and record what LiteRT's analyzer says of its GPU compatibility."""
     for (prefix, _), path in state.files.items():
-        variant = state.variants[prefix]
+        variant = state.variants[state.graphs[prefix][1]]
         spec = appform.app_spec(state.run, state.dataset, variant)
         appform.finish_unchanged(path, spec, variant.inputs(state.samples.random))
+        state.gpu[path.name] = gpu.report(path)
 
 
 def verify_artifacts(state: ExportState, say: Log) -> Verified:
@@ -219,7 +274,7 @@ def _runners(state: ExportState) -> list[tuple[Path, str, str, Variant, verify.O
     trained = next(iter(state.variants.values()))
     found = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
     for (prefix, precision), path in state.files.items():
-        variant = state.variants[prefix]
+        variant = state.variants[state.graphs[prefix][1]]
         shape = tuple(example_input(state.run.config, variant.app).shape)
         found.append((path, "tflite", precision, variant, verify.open_tflite(path, shape)))
     return found
@@ -253,8 +308,9 @@ def _input_spec(spec: dict[str, Any], cfg: Any, fmt: str, app_form: bool) -> dic
 def keep_or_stop(state: ExportState) -> dict[str, list[str]]:
     """What stops the export: ONNX or fp32 TFLite missing a limit, or no TFLite file passing
     (VerificationError, with every figure). A reduced-precision TFLite file that misses is left
-    out instead, and with it its precision's other file (the as-trained one or the app form):
-    their files and checks go. Returns each left-out precision's misses."""
+    out instead, and with it its road's other file of that precision (the as-trained one or the
+    app form): their files and checks go, and the road's manifest entry says why. Returns each
+    left-out precision's misses, by precision (onnx2tf) or "converter precision" (other roads)."""
     checks = state.verified.checks
     tflite_files = {path.name for path in state.files.values()}
     left_out = [c for c in checks if c.failures and c.file in tflite_files and c.precision != "fp32"]
@@ -262,10 +318,15 @@ def keep_or_stop(state: ExportState) -> dict[str, list[str]]:
     if any(c.failures for c in kept) or (left_out and not any(c.file in tflite_files for c in kept)):
         raise verify.VerificationError(checks)
     dropped: dict[str, list[str]] = {}
+    pairs = {(state.converter_of(c.file), c.precision) for c in left_out}
     for c in left_out:
-        dropped.setdefault(c.precision, []).extend(c.failures)
-    state.verified.checks = [c for c in kept if c.precision not in dropped]
-    for key in [k for k in state.files if k[1] in dropped]:
+        converter = state.converter_of(c.file)
+        label = c.precision if converter == "onnx2tf" else f"{converter} {c.precision}"
+        dropped.setdefault(label, []).extend(c.failures)
+        reasons = state.roads.setdefault(converter, {}).setdefault("left_out", {})
+        reasons[c.precision] = "; ".join(filter(None, [reasons.get(c.precision), *c.failures]))
+    state.verified.checks = [c for c in kept if (state.converter_of(c.file), c.precision) not in pairs]
+    for key in [k for k in state.files if (state.graphs[k[0]][0], k[1]) in pairs]:
         state.files.pop(key).unlink()
     return dropped
 
@@ -281,6 +342,8 @@ def write_manifest(state: ExportState, started: float) -> Manifest:
     (tmp / app.LABELS_FILE).write_text("".join(f"{label}\n" for label in state.dataset.labels))
     document = _manifest(run, state.dataset, artifacts, summary)
     document["reference"] = _write_reference(tmp, state.samples, verified.reference)
+    if state.roads:
+        document["roads"] = state.roads
     document["export_seconds"] = round(time.perf_counter() - started, 3)
     manifest = Manifest(document)
     manifest.write(tmp)
@@ -291,9 +354,10 @@ def write_manifest(state: ExportState, started: float) -> Manifest:
 def _artifact_entry(state: ExportState, check: verify.Check) -> dict[str, Any]:
     """One artifact's manifest entry; a TFLite file's also says what an app reads from it."""
     path = state.tmp / check.file
-    entry = mf.artifact_entry(path, check, state.counts[check.file], *state.verified.tensors[check.file])
+    entry = mf.artifact_entry(path, check, state.converter_of(check.file), state.counts[check.file],
+                              *state.verified.tensors[check.file])
     if entry["format"] == "tflite":
-        entry.update(appform.app_entry(path, state.variant_of(check.file)))
+        entry.update(appform.app_entry(path, state.variant_of(check.file)), gpu=state.gpu[check.file])
     return entry
 
 

@@ -29,6 +29,7 @@ _DISTRIBUTIONS = {
     "torch": ("torch",), "onnx": ("onnx",), "onnxruntime": ("onnxruntime",),
     "onnxslim": ("onnxslim",), "onnx2tf": ("onnx2tf",),
     "tensorflow": ("tensorflow", "tensorflow-cpu"), "ai_edge_litert": ("ai-edge-litert",),
+    "litert_torch": ("litert-torch",), "ai_edge_quantizer": ("ai-edge-quantizer",),
 }
 
 
@@ -40,6 +41,9 @@ class Manifest:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
 
     @property
     def artifacts(self) -> list[dict[str, Any]]:
@@ -90,12 +94,13 @@ def versions() -> dict[str, str | None]:
 
 
 def artifact_entry(
-    path: Path, check: Check, operator_counts: dict[str, int], fmt: str,
+    path: Path, check: Check, converter: str, operator_counts: dict[str, int], fmt: str,
     inputs: list[dict[str, Any]], outputs: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """One `artifacts` item, from the file and the figures verify.check measured for it."""
+    """One `artifacts` item, from the file, the converter that wrote it and the figures
+    verify.check measured for it."""
     return {
-        "file": path.name, "format": fmt, "precision": check.precision,
+        "file": path.name, "format": fmt, "converter": converter, "precision": check.precision,
         "bytes": path.stat().st_size, "sha256": sha256_file(path),
         "operators": sorted(operator_counts), "operator_count": sum(operator_counts.values()),
         "operator_counts": operator_counts,

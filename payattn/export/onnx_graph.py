@@ -51,18 +51,20 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 class AppVisionGraph(nn.Module):
     """A vision model's app form: [1, 3, H, W] RGB pixels on the 0-255 scale in. One fixed
     1x1 convolution normalises them with the training split's per-channel mean and std (the
-    [0, 1] scale), and for a grayscale model takes their BT.601 luma, before Unbatched."""
+    [0, 1] scale), and for a grayscale model takes their BT.601 luma, before Unbatched (or,
+    `unbatched=False`, the model itself: litert-torch needs no rank-2 graph)."""
 
-    def __init__(self, model: Classifier, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, model: Classifier, mean: tuple[float, ...], std: tuple[float, ...],
+                 unbatched: bool = True) -> None:
         super().__init__()
-        self.graph = Unbatched(model)
+        self.body = Unbatched(model) if unbatched else model  # not `graph`: torch.export reserves it
         mean64, std64 = torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)
         mix = torch.tensor([LUMA_WEIGHTS], dtype=torch.float64) if len(mean) == 1 else torch.eye(3, dtype=torch.float64)
         self.register_buffer("weight", (mix / (255 * std64[:, None])).float().reshape(len(mean), 3, 1, 1))
         self.register_buffer("bias", (-mean64 / std64).float())
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.graph(nn.functional.conv2d(images, self.weight, self.bias))
+        return self.body(nn.functional.conv2d(images, self.weight, self.bias))
 
 
 def example_input(cfg: ModelConfig, app: bool = False) -> Tensor:

@@ -36,7 +36,7 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # Keys added to the format after its first version, in the order they came: optional in lines
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
-         "profile.note"]
+         "profile.note", "artifact.converter"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -89,7 +89,7 @@ class Result:
     def converter(self) -> str:
         """What made the artifact; lines from before the roads name none, and came from the
         one road there was for their format."""
-        return self.data["artifact"].get("converter") or FORMAT_CONVERTER.get(self.file_format, "?")
+        return self.get("artifact.converter") or FORMAT_CONVERTER.get(self.file_format, "?")
 
     @property
     def road(self) -> str:
@@ -184,7 +184,7 @@ def as_results(results: Path | str | Iterable[Mapping[str, Any] | Result]) -> li
 def latest(results: list[Result]) -> list[Result]:
     """Keep the latest line (by timestamp, then by position) per measured configuration.
 
-    A configuration is task × preset × mechanism × converter × artifact format × precision ×
+    A configuration is task × preset × mechanism × artifact format × converter × precision ×
     runtime × device × threads, so a re-measured or re-exported artifact replaces the older line.
     """
     chosen: dict[tuple[Any, ...], Result] = {}

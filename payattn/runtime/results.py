@@ -18,7 +18,7 @@ from typing import Any
 from payattn import __version__
 from payattn.runtime.artifacts import Artifact
 from payattn.runtime.errors import RuntimeJobError
-from payattn.runtime.formats import RESULT
+from payattn.runtime.formats import RESULT, converter_of
 from payattn.runtime.runners import Runner
 from payattn.runtime.timing import summarize
 
@@ -36,7 +36,8 @@ def artifact_fields(artifact: Artifact, git_commit: str | None) -> dict[str, Any
         "payattn_version": __version__,
         "git_commit": git_commit,
         "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
-                     "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision},
+                     "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision,
+                     "converter": converter_of(artifact.entry)},
         **{key: artifact.manifest[key] for key in MANIFEST_FIELDS},
         "test_accuracy": artifact.entry.get("test_accuracy"),
     }
