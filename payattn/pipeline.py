@@ -176,7 +176,7 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
     from payattn.export import check_export_target, choose_roads
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
-    roads = choose_roads(converters)
+    roads = choose_roads(converters)  # an unknown road fails before any training
     given = sorted(k for k, v in (shape or {}).items() if v is not None)
     if checkpoints and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -198,7 +198,8 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
             job.run_dir, job.trained = ensure_run(task, job.run_dir.name, runs_dir, preset=preset,
                                                   epochs=epochs, data_dir=data_dir, shape=shape,
                                                   hooks=hooks)
-    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, hooks=hooks)
+    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads,
+                            hooks=hooks)
 
 
 def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[Path]:
