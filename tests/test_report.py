@@ -415,7 +415,7 @@ def test_every_road_is_a_row_and_the_fastest_verified_road_is_named(tmp_path: Pa
         lines.append(line(mech, "laptop", "litert", "tflite", "fp32", "model_fp32.tflite"))
         lt = line(mech, "laptop", "litert", "tflite", "fp32", "model_litert-torch_fp32.tflite",
                   p50=0.05 if mech == "efficient" else 0.5, minute=1)
-        lt["artifact"]["converter"] = "litert-torch"
+        lt["artifact"].update(converter="litert-torch", parity={"max_abs_diff": 1.9e-6, "top1_agreement": 1.0})
         lines.append(lt)
     paths = report(write_jsonl(tmp_path / "results.jsonl", lines), tmp_path / "out")
     md = paths.md.read_text(encoding="utf-8")
@@ -429,5 +429,7 @@ def test_every_road_is_a_row_and_the_fastest_verified_road_is_named(tmp_path: Pa
     efficient = {r[1]: r for r in rows if r[0] == "efficient"}
     assert efficient["litert-torch → litert"][6] == "1.00×"  # its own fastest road
     assert efficient["litert-torch → litert"][5] == "10.00×"  # standard's 0.5 over 0.05, same road
+    assert efficient["litert-torch → litert"][7] == "1.9e-06 · 100.0%"
+    assert efficient["onnx2tf → litert"][7] == "—"  # a line from before results carried parity
     fastest = md.split("Fastest verified road: ", 1)[1].split(". ", 1)[0]
     assert "efficient: litert-torch → litert fp32 (0.0500 ms)" in fastest

@@ -36,7 +36,8 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # Keys added to the format after its first version, in the order they came: optional in lines
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
-         "profile.note", "artifact.converter"]
+         "profile.note", "artifact.converter", "artifact.parity.max_abs_diff",
+         "artifact.parity.top1_agreement"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.

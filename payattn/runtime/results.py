@@ -37,10 +37,19 @@ def artifact_fields(artifact: Artifact, git_commit: str | None) -> dict[str, Any
         "git_commit": git_commit,
         "artifact": {"path": str(artifact.path), "file": artifact.path.name, "sha256": artifact.sha256,
                      "bytes": artifact.bytes, "format": artifact.format, "precision": artifact.precision,
-                     "converter": converter_of(artifact.entry)},
+                     "converter": converter_of(artifact.entry), **_parity(artifact.entry)},
         **{key: artifact.manifest[key] for key in MANIFEST_FIELDS},
         "test_accuracy": artifact.entry.get("test_accuracy"),
     }
+
+
+def _parity(entry: dict[str, Any]) -> dict[str, Any]:
+    """The export's parity figures of a manifest entry, as a result line carries them."""
+    parity = entry.get("parity") or {}
+    if "max_abs_diff" not in parity or "top1_agreement" not in parity:
+        return {}
+    return {"parity": {"max_abs_diff": float(parity["max_abs_diff"]),
+                       "top1_agreement": float(parity["top1_agreement"])}}
 
 
 def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], git_commit: str | None,
