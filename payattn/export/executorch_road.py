@@ -108,6 +108,10 @@ def decompositions() -> dict[Any, Any]:
     table[aten.native_layer_norm.default] = _layer_norm
     table[aten.mean.dim] = _mean
     table[aten.gelu.default] = _gelu
+    table[aten.sum.dim_IntList] = _sum
+    table[aten.amin.default] = _amin
+    table[aten.unsqueeze.default] = lambda x, dim: x.reshape(_unsqueezed(x.shape, dim))
+    table[aten.alias.default] = lambda x: x.reshape(x.shape)
     return table
 
 
@@ -128,6 +132,28 @@ def _mean(x: Tensor, dims: list[int] | None, keepdim: bool = False, dtype: Any =
         return NotImplemented  # already XNNPACK's form
     out = _mean_4d(x if dtype is None else x.to(dtype), dims)
     return out if keepdim else out.reshape([n for d, n in enumerate(x.shape) if d not in dims])
+
+
+def _sum(x: Tensor, dims: list[int] | None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+    """A float sum as the mean times the count (XNNPACK has no sum)."""
+    if not x.is_floating_point() or dtype is not None:
+        return NotImplemented
+    dims = list(range(x.dim())) if not dims else [d % x.dim() for d in dims]
+    return _mean(x, dims, keepdim) * math.prod(x.shape[d] for d in dims)
+
+
+def _amin(x: Tensor, dims: list[int] | None = None, keepdim: bool = False) -> Tensor:
+    """The minimum as the negated maximum of the negation (XNNPACK has max.dim, no min)."""
+    if not x.is_floating_point() or not dims or len(dims) != 1:
+        return NotImplemented
+    return -torch.max(-x, dim=dims[0], keepdim=keepdim).values
+
+
+def _unsqueezed(shape: torch.Size, dim: int) -> list[int]:
+    """`shape` with a unit axis at `dim` (XNNPACK unsqueezes only the last axis, reshapes any)."""
+    dims = list(shape)
+    dims.insert(dim % (len(dims) + 1), 1)
+    return dims
 
 
 def _layer_norm(x: Tensor, shape: list[int], weight: Tensor | None, bias: Tensor | None,
