@@ -109,7 +109,6 @@ def decompositions() -> dict[Any, Any]:
     table[aten.mean.dim] = _mean
     table[aten.gelu.default] = _gelu
     table[aten.sum.dim_IntList] = _sum
-    table[aten.amin.default] = _amin
     table[aten.unsqueeze.default] = lambda x, dim: x.reshape(_unsqueezed(x.shape, dim))
     table[aten.alias.default] = lambda x: x.reshape(x.shape)
     return table
@@ -140,13 +139,6 @@ def _sum(x: Tensor, dims: list[int] | None, keepdim: bool = False, dtype: Any = 
         return NotImplemented
     dims = list(range(x.dim())) if not dims else [d % x.dim() for d in dims]
     return _mean(x, dims, keepdim) * math.prod(x.shape[d] for d in dims)
-
-
-def _amin(x: Tensor, dims: list[int] | None = None, keepdim: bool = False) -> Tensor:
-    """The minimum as the negated maximum of the negation (XNNPACK has max.dim, no min)."""
-    if not x.is_floating_point() or not dims or len(dims) != 1:
-        return NotImplemented
-    return -torch.max(-x, dim=dims[0], keepdim=keepdim).values
 
 
 def _unsqueezed(shape: torch.Size, dim: int) -> list[int]:

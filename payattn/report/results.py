@@ -34,7 +34,7 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # Keys added to the format after its first version, in the order they came: optional in lines
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
-         "profile.note"]
+         "profile.note", "harness_ms.p50", "harness_ms.mean"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -53,7 +53,7 @@ class Result:
         """The value at a dotted key; None for a key older lines lack (see ADDED)."""
         value: Any = self.data
         for part in dotted.split("."):
-            if dotted in ADDED and part not in value:
+            if dotted in ADDED and (value is None or part not in value):
                 return None
             value = value[part]
         return value
