@@ -21,6 +21,7 @@ from payattn.devices.registry import DeviceSpec, get_device
 from payattn.devices.ssh import DEFAULT_PYTHON, SshDevice, SshSettings
 from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.results import append_results, check_results_file
+from payattn.runtime.runners import INSTALL
 
 Device = Union[LocalDevice, SshDevice, AdbDevice]
 MIN_PYTHON = (3, 9)
@@ -116,6 +117,9 @@ def check_harness_facts(check: DeviceCheck, facts: dict, python: str) -> None:
             check.problems.append(f"no LiteRT interpreter: on 32-bit ARM only tflite-runtime exists (Python "
                                   f"3.10 at most, e.g. Raspberry Pi OS 11); install with `{check.install}`")
             runtimes.pop("litert")
+    if runtimes.pop("executorch", None) is None:  # optional: it brings torch, and only .pte files need it
+        check.notes.append(f"ExecuTorch is not installed: .pte artifacts will not run here; install with "
+                           f"`{python} -m pip install {INSTALL['executorch']}`")
     missing = [RUNTIME_MODULES[runtime][0][1] for runtime, found in runtimes.items() if found is None]
     if missing:
         check.install = f"{python} -m pip install {' '.join(missing)}"

@@ -37,7 +37,7 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
          "profile.note", "artifact.converter", "artifact.parity.max_abs_diff",
-         "artifact.parity.top1_agreement"]
+         "artifact.parity.top1_agreement", "harness_ms.p50", "harness_ms.mean"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -56,7 +56,7 @@ class Result:
         """The value at a dotted key; None for a key older lines lack (see ADDED)."""
         value: Any = self.data
         for part in dotted.split("."):
-            if dotted in ADDED and part not in value:
+            if dotted in ADDED and (value is None or part not in value):
                 return None
             value = value[part]
         return value

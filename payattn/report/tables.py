@@ -21,6 +21,8 @@ DASH = "—"
 # Converters in the order of their roads, for columns and rows.
 CONVERTER_ORDER = ("onnx2tf", "litert-torch", "torch.onnx", "executorch")
 MEAN_MARK = "ᵃ"
+HARNESS_NOTE = ("harness p50 ms: the same call on a do-nothing model with the same inputs in the same "
+                "runtime, the binding's own share of every p50.")
 MEAN_NOTE = (f"{MEAN_MARK} mean: benchmark_model prints no median, so the mean stands in for p50 and "
              "a marked speed-up compares means on both sides.")
 
@@ -263,20 +265,21 @@ def latency_tables(results: list[Result]) -> list[Table]:
             ratio, ratio_is_mean = speedup(r, _at(on_device, "standard", r.config))
             p10, p90 = r.latency("p10"), r.latency("p90")
             marked |= typical_is_mean or ratio_is_mean
-            p99, peak = r.latency("p99"), r.data["peak_memory_bytes"]
+            p99, peak, harness = r.latency("p99"), r.data["peak_memory_bytes"], r.get("harness_ms.p50")
             rows.append([runtime_label(r.runtime, r.converter, on_device), r.precision, str(r.threads), r.mechanism,
                          fmt_ms(typical) + (MEAN_MARK if typical_is_mean else ""),
                          DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
                          DASH if p99 is None else fmt_ms(p99),
                          ratio + (MEAN_MARK if ratio_is_mean and ratio != DASH else ""),
                          DASH if peak is None else fmt_bytes(peak),
+                         DASH if harness is None else fmt_ms(harness),
                          fmt_ms(r.data["init_ms"]), str(r.data["runs"]), r.when.strftime("%Y-%m-%d %H:%M")])
         where = f"{kind}, emulated by {emulated[device]}" if device in emulated else kind
         tables.append(Table(
             title=f"{task} / {preset} on {device} ({where}): all configurations",
             columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms", "p99 ms",
-                     "speed-up", "peak memory", "init ms", "runs", "measured (UTC)"],
-            rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "",
+                     "speed-up", "peak memory", "harness p50 ms", "init ms", "runs", "measured (UTC)"],
+            rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "", HARNESS_NOTE,
                                                   EMULATED_NOTE if device in emulated else "") if n),
             left={0, 1, 3}))
     return tables

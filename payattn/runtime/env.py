@@ -31,6 +31,7 @@ RUNTIME_MODULES = {
     "numpy": (("numpy", "numpy"),),
     "onnxruntime": (("onnxruntime", "onnxruntime"),),
     "litert": (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")),
+    "executorch": (("executorch.runtime", "executorch"),),  # imports torch: only probed or asked for
 }
 # Set (e.g. to "qemu-user:cortex-a72") by whatever runs this machine under an emulator, as
 # scripts/emulated-pi.sh does through its sshd: emulated latencies are not the board's.

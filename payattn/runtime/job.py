@@ -18,9 +18,10 @@ from payattn.runtime.artifacts import Artifact, load_artifact
 from payattn.runtime.env import device_info, git_commit
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB
+from payattn.runtime.noop import harness_ms
 from payattn.runtime.profile import onnxruntime_profile, unavailable
 from payattn.runtime.results import build_result
-from payattn.runtime.runners import Runner, open_runner
+from payattn.runtime.runners import Runner, open_runner, runtime_module
 from payattn.runtime.settings import BenchSettings
 from payattn.runtime.timing import harness_overhead_ms, peak_rss_growth, run_interleaved, time_call
 
@@ -52,10 +53,11 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
     bench: BenchSettings = settings["settings"]
     paths = dict.fromkeys((item["path"], item.get("manifest")) for item in job["artifacts"])
     artifacts = [load_artifact(path, manifest) for path, manifest in paths]
-    pairs = [(a, runtime) for a in artifacts for runtime in settings["runtimes"] if a.runtime == runtime]
+    runtimes = [runtime for runtime in settings["runtimes"] if _installed(runtime, artifacts, log)]
+    pairs = [(a, runtime) for a in artifacts for runtime in runtimes if a.runtime == runtime]
     if not pairs:
         raise RuntimeJobError(f"none of the {len(artifacts)} artifact(s) runs on runtime(s) "
-                              f"{settings['runtimes']} (.onnx needs onnxruntime, .tflite needs litert); "
+                              f"{settings['runtimes']} (.onnx needs onnxruntime, .tflite needs litert, .pte needs executorch); "
                               f"choose matching runtimes")
     level = settings["graph_optimization"]
     for runtime in dict.fromkeys(runtime for _, runtime in pairs):
@@ -71,17 +73,51 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
         calls = [item.runner.run for item in loaded]
         warmups = run_interleaved(calls, bench.warmup_runs, bench.warmup_seconds)
         samples = run_interleaved(calls, bench.runs, bench.min_seconds)
+        own_costs = _own_costs(loaded, threads, log)
         for item, warm, measured in zip(loaded, warmups, samples):
             profile = _profile(item, level, log) if bench.profile else None
             result = build_result(item.artifact, item.runner, device=device, git_commit=commit,
                                   warmup_runs=len(warm), samples_ms=measured,
                                   first_inference_ms=item.first_inference_ms,
                                   peak_memory_bytes=item.peak_memory_bytes, harness_overhead_ms=overhead,
-                                  profile=profile)
+                                  harness_ms=own_costs[_noop_key(item)], profile=profile)
             results.append(result)
             if on_result:
                 on_result(result)
     return results
+
+
+def _installed(runtime: str, artifacts: list[Artifact], log: Log) -> bool:
+    """Whether `runtime` imports here; one that does not is said once and left out, unless
+    every artifact needs it (then its install line is the job's error)."""
+    try:
+        runtime_module(runtime)
+    except RuntimeJobError as exc:
+        if all(a.runtime == runtime for a in artifacts):
+            raise
+        if any(a.runtime == runtime for a in artifacts):
+            log(f"{exc}; its artifacts are skipped")
+        return False
+    return True
+
+
+def _own_costs(loaded: list[Loaded], threads: int, log: Log) -> dict[tuple[str, str], dict[str, float] | None]:
+    """The harness's per-call cost in each runtime, once per runtime and input spec (noop.py);
+    None where no do-nothing model can be built: the measurement stands without it."""
+    firsts = {_noop_key(item): item for item in loaded}
+    costs = {}
+    for key, item in firsts.items():
+        try:
+            costs[key] = harness_ms(item.runner.runtime, item.artifact.inputs, threads)
+        except Exception as exc:  # a runtime's own model builder failing costs only this figure
+            log(f"no harness cost for {item.runner.runtime}: {' '.join(str(exc).split())[:200]}")
+            costs[key] = None
+    return costs
+
+
+def _noop_key(item: Loaded) -> tuple[str, str]:
+    """What a do-nothing model's cost depends on: the runtime and the inputs it is fed."""
+    return item.runner.runtime, repr(item.artifact.inputs)
 
 
 def _profile(item: Loaded, graph_optimization: str, log: Log) -> dict[str, Any]:

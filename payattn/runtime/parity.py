@@ -24,8 +24,8 @@ from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
 from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB, PARITY
-from payattn.runtime.runners import (check_runtime, ort_session_options, quiet_native_stderr, runtime_module,
-                                     runtime_version)
+from payattn.runtime.runners import (check_runtime, executorch_method, ort_session_options, quiet_native_stderr,
+                                     runtime_module, runtime_version)
 
 PARITY_SCHEMA = PARITY.id
 REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
@@ -116,6 +116,8 @@ def predictor_for(path: Path, spec: dict[str, Any], runtime: str) -> Callable[[n
     """predictor() for one file and its input spec, fed as the spec says."""
     if runtime == "onnxruntime":
         return onnxruntime_call(onnxruntime_session(path), spec["name"])
+    if runtime == "executorch":
+        return executorch_call(executorch_method(path, THREADS), spec["dtype"])
     return litert_call(litert_interpreter(path), spec.get("layout") == "NHWC")
 
 
@@ -128,6 +130,13 @@ def onnxruntime_session(path: Path) -> Any:
 def onnxruntime_call(session: Any, name: str) -> Callable[[np.ndarray], np.ndarray]:
     """A call feeding one array to the session's input `name`, returning its first output."""
     return lambda x: session.run(None, {name: x})[0]
+
+
+def executorch_call(method: Any, dtype: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A call on an ExecuTorch method's one input and output; its binding takes torch tensors."""
+    import torch  # ExecuTorch has imported it already
+
+    return lambda x: method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))])[0].numpy()
 
 
 def litert_interpreter(path: Path) -> Any:

@@ -55,6 +55,7 @@ def _parity(entry: dict[str, Any]) -> dict[str, Any]:
 def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], git_commit: str | None,
                  warmup_runs: int, samples_ms: Sequence[float], first_inference_ms: float,
                  peak_memory_bytes: int | None, harness_overhead_ms: float | None,
+                 harness_ms: dict[str, float] | None = None,
                  profile: dict[str, Any] | None = None) -> dict[str, Any]:
     """One measurement as a result line; validated, so a schema slip fails here, not in the report."""
     result = {
@@ -70,6 +71,7 @@ def build_result(artifact: Artifact, runner: Runner, *, device: dict[str, Any], 
         "latency_ms": summarize(samples_ms),
         "peak_memory_bytes": peak_memory_bytes,
         "harness_overhead_ms": harness_overhead_ms,
+        "harness_ms": harness_ms,
     }
     if profile is not None:
         result["profile"] = profile

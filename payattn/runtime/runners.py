@@ -1,12 +1,14 @@
-"""ONNX Runtime and LiteRT behind one small interface: open an artifact, feed it, run it.
+"""ONNX Runtime, LiteRT and ExecuTorch behind one small interface: open an artifact, feed it,
+run it.
 
-`open_runner` creates the session or interpreter with explicit threads, checks the model's
-inputs against the manifest's input spec, binds seeded inputs once and returns a `Runner`
-whose `run()` is one inference and nothing else, as TFLite's benchmark_model and
+`open_runner` creates the session, interpreter or method with explicit threads, checks the
+model's inputs against the manifest's input spec, binds seeded inputs once and returns a
+`Runner` whose `run()` is one inference and nothing else, as TFLite's benchmark_model and
 onnxruntime_perf_test time it: `Interpreter.invoke` for LiteRT, `run_with_iobinding` for ONNX
-Runtime (its inputs bound once, so no per-call conversion of a feed dict is timed). The
-runtimes are imported lazily, so a device with only one of them installed can still run the
-other.
+Runtime (its inputs bound once, so no per-call conversion of a feed dict is timed), and
+`Method.execute` on tensors made once for ExecuTorch (its Python binding takes only torch
+tensors, so ExecuTorch alone brings torch in). The runtimes are imported lazily, so a device
+with only one of them installed can still run the others.
 """
 
 from __future__ import annotations
@@ -31,13 +33,20 @@ from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import DEFAULT_GRAPH_OPTIMIZATION, INPUT_DTYPES, ORT_LEVELS, RUNTIMES
 
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert"}
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "pte": "executorch"}
 _MODULES = {runtime: tuple(module for module, _ in RUNTIME_MODULES[runtime]) for runtime in RUNTIMES}
+# A .pte runs only in the ExecuTorch release that wrote it (its flatbuffer and delegate
+# formats are versioned together), so the install names the exporter's release.
 PIP_PACKAGES = {runtime: RUNTIME_MODULES[runtime][0][1] for runtime in RUNTIMES}
+INSTALL = {**PIP_PACKAGES, "executorch": "executorch==1.5.1"}
 # One seed for every artifact: mechanisms compared on the same task see the same inputs.
 INPUT_SEED = 0
 # What LiteRT's C++ core prints on stderr, unasked, when it creates its default CPU delegate.
 NATIVE_NOISE = re.compile(r"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\s*$")
+# What ExecuTorch's runtime prints on stderr, unasked, while it sizes its thread pool.
+EXECUTORCH_NOISE = re.compile(r"\[(cpuinfo_utils|threadpool)\.cpp:\d+\] ")
+# ExecuTorch's MethodMeta dtype codes (c10::ScalarType) for the dtypes a manifest input can have.
+_EXECUTORCH_DTYPES = {3: "int32", 4: "int64", 5: "float16", 6: "float32"}
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(int8)": "int8",
                "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -95,7 +104,7 @@ def runtime_module(runtime: str) -> Any:
         except ImportError as exc:
             error = exc
     raise RuntimeJobError(
-        f"{runtime} is not installed here ({error}); install it with `pip install {PIP_PACKAGES[runtime]}`"
+        f"{runtime} is not installed here ({error}); install it with `pip install {INSTALL[runtime]}`"
     ) from None
 
 
@@ -122,6 +131,8 @@ def open_runner(runtime: str, path: str | Path, inputs: Sequence[dict[str, Any]]
     feeds = make_inputs(inputs)
     if runtime == "onnxruntime":
         return _open_onnxruntime(path, inputs, feeds, threads, graph_optimization)
+    if runtime == "executorch":
+        return _open_executorch(path, inputs, feeds, threads)
     return _open_litert(path, inputs, feeds, threads)
 
 
@@ -220,6 +231,39 @@ def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, n
         interpreter.set_tensor(details[spec["name"]]["index"], feeds[spec["name"]])
     return Runner("litert", runtime_version("litert"), None, threads, path, init_ms, feeds,
                   interpreter.invoke)
+
+
+def executorch_method(path: Path, threads: int) -> Any:
+    """An ExecuTorch `forward` method loaded from `path`, on a thread pool of `threads`
+    threads (ExecuTorch's default is one per core; the pool is process-wide)."""
+    runtime = runtime_module("executorch")
+    from executorch.extension.pybindings import portable_lib
+
+    with quiet_native_stderr(EXECUTORCH_NOISE):
+        portable_lib._unsafe_reset_threadpool(threads)
+        return runtime.Runtime.get().load_program(path).load_method("forward")
+
+
+def _open_executorch(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
+                     threads: int) -> Runner:
+    runtime_module("executorch")  # its import (torch's too) is no part of this file's init time
+    start = time.perf_counter_ns()
+    try:
+        method = executorch_method(path, threads)
+    except Exception as exc:
+        raise _load_error(path, "executorch", exc) from None
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    meta = method.metadata
+    found = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
+    names = [spec["name"] for spec in specs] + [f"input {i}" for i in range(len(specs), len(found))]
+    model = {name: ModelInput(i, list(t.sizes()), _EXECUTORCH_DTYPES.get(t.dtype(), str(t.dtype())))
+             for i, (name, t) in enumerate(zip(names, found))}  # a .pte names no inputs: by position
+    _check_inputs(path, specs, model)
+    import torch  # ExecuTorch has imported it already
+
+    tensors = [torch.from_numpy(feeds[spec["name"]]) for spec in specs]
+    return Runner("executorch", runtime_version("executorch"), None, threads, path, init_ms, feeds,
+                  partial(method.execute, tensors))
 
 
 @contextlib.contextmanager
