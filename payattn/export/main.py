@@ -211,15 +211,17 @@ def _convert_graphs(state: ExportState, road: roads.Road, calibration: np.ndarra
     removes them once converted); returns the precisions it left out, with why."""
     run, tmp, chosen, left_out = state.run, state.tmp, state.precisions, {}
     apps = [v for v in state.variants.values() if v.app] if road.source == "onnx" else []
+    graphs = [v for v in state.variants.values() if road.app_form or not v.app]
+    into = "an ExecuTorch program" if road.suffix == ".pte" else "TFLite"
     try:
         for variant in apps:
             with _step("exporting the app form (RGB pixels in) to ONNX", say, "onnx-app", tmp):
                 export_onnx(run.model, run.config, variant.onnx, (variant.mean, variant.std))
-        for variant in state.variants.values():
+        for variant in graphs:
             what = variant.onnx.name if road.source == "onnx" else f"the {'app form' if variant.app else 'model'}"
             by = "" if road.source == "onnx" else f" with {road.converter}"
             key = "tflite" if road.source == "onnx" else road.converter
-            with _step(f"converting {what} to TFLite{by} ({', '.join(chosen)})", say, key, tmp):
+            with _step(f"converting {what} to {into}{by} ({', '.join(chosen)})", say, key, tmp):
                 made = roads.make(road, run.model, run.config, variant, tmp, chosen, calibration)
             prefix = road.prefix(variant.prefix)
             state.graphs[prefix] = (road.converter, variant.prefix)
@@ -231,22 +233,36 @@ def _convert_graphs(state: ExportState, road: roads.Road, calibration: np.ndarra
     return left_out
 
 
-def check_operators(onnx_path: Path, tflite_files: Iterable[Path]) -> dict[str, dict[str, int]]:
+def check_operators(onnx_path: Path, files: Iterable[Path]) -> dict[str, dict[str, int]]:
     """Operator counts by file name; a TFLite file with a non-builtin operator is a PayattnError
-    naming it and the ONNX nodes it most likely comes from."""
+    naming it and the ONNX nodes it most likely comes from. A .pte's count is its XNNPACK
+    delegate segments and the operators left on ExecuTorch's portable kernels."""
     graph = onnx.load(str(onnx_path))
     counts = {onnx_path.name: ops.onnx_operator_counts(graph)}
-    for path in tflite_files:
+    for path in files:
+        if path.suffix == ".pte":
+            counts[path.name] = pte_operator_counts(path)
+            continue
         uses = ops.read_operators(path)
         ops.require_builtin(path, uses, graph)
         counts[path.name] = ops.operator_counts(uses)
     return counts
 
 
+def pte_operator_counts(path: Path) -> dict[str, int]:
+    """What runs a .pte: its XNNPACK delegate segments, then each portable kernel left outside."""
+    from payattn.export.executorch_road import XNNPACK_BACKEND, delegation
+
+    found = delegation(path)
+    return {XNNPACK_BACKEND: found["partitions"], **found["outside"]}
+
+
 def write_metadata(state: ExportState) -> None:
     """Give every TFLite file its signature and TFLite Metadata, proving on the random samples
     that no output bit changed, and record what LiteRT's analyzer says of its GPU compatibility."""
     for (prefix, _), path in state.files.items():
+        if path.suffix != ".tflite":
+            continue
         variant = state.variants[state.graphs[prefix][1]]
         spec = appform.app_spec(state.run, state.dataset, variant)
         appform.finish_unchanged(path, spec, variant.inputs(state.samples.random))
@@ -275,6 +291,10 @@ def _runners(state: ExportState) -> list[tuple[Path, str, str, Variant, verify.O
     found = [(trained.onnx, "onnx", "fp32", trained, verify.open_onnx(trained.onnx))]
     for (prefix, precision), path in state.files.items():
         variant = state.variants[state.graphs[prefix][1]]
+        if path.suffix == ".pte":
+            example, name = example_input(state.run.config), found[0][4].inputs[0]["name"]
+            found.append((path, "pte", precision, variant, verify.open_pte(path, example, name)))
+            continue
         shape = tuple(example_input(state.run.config, variant.app).shape)
         found.append((path, "tflite", precision, variant, verify.open_tflite(path, shape)))
     return found
@@ -358,6 +378,10 @@ def _artifact_entry(state: ExportState, check: verify.Check) -> dict[str, Any]:
                               *state.verified.tensors[check.file])
     if entry["format"] == "tflite":
         entry.update(appform.app_entry(path, state.variant_of(check.file)), gpu=state.gpu[check.file])
+    elif entry["format"] == "pte":
+        from payattn.export.executorch_road import delegation
+
+        entry["xnnpack"] = delegation(path)
     return entry
 
 

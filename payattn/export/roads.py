@@ -1,7 +1,8 @@
 """The roads from a trained model to a device file: one table entry per converter.
 
 onnx2tf converts model.onnx (and a vision model's app form) to TFLite; litert-torch converts the
-PyTorch module itself, through torch.export. Each road's module has one `convert` that writes
+PyTorch module itself, through torch.export; ExecuTorch lowers it, through torch.export too, to
+a .pte program on XNNPACK (the model as trained only: the app form is a TFLite file's). Each road's module has one `convert` that writes
 one file per precision into the export's temp dir and returns them by precision, a precision it
 could not make as the reason instead of a path. Everything after conversion (operators,
 metadata, verification, manifest) is the same for every road.
@@ -37,6 +38,7 @@ class Road:
     source: str
     tag: str = ""  # model_<tag>_fp32.tflite; none keeps the first road's names
     suffix: str = ".tflite"
+    app_form: bool = True  # also converts a vision model's app form (RGB pixels in)
 
     def prefix(self, graph: str) -> str:
         """File-name prefix of this road's files for a graph ("model" or "model_app")."""
@@ -46,6 +48,7 @@ class Road:
 ROADS = {road.converter: road for road in (
     Road("onnx2tf", "tflite", "onnx"),
     Road("litert-torch", "litert_road", "torch", "litert-torch"),
+    Road("executorch", "executorch_road", "torch", suffix=".pte", app_form=False),
 )}
 
 
@@ -69,7 +72,7 @@ def file_name(prefix: str, precision: str, suffix: str = ".tflite") -> str:
 def file_names() -> list[str]:
     """Every file name a road can write, as trained and in the app form."""
     return [file_name(road.prefix(graph), precision, road.suffix) for road in ROADS.values()
-            for graph in ("model", "model_app") for precision in TFLITE_FILES]
+            for graph in ("model", "model_app")[:2 if road.app_form else 1] for precision in TFLITE_FILES]
 
 
 def make(road: Road, model: nn.Module, cfg: ModelConfig, variant: Variant, out_dir: Path,
@@ -83,7 +86,8 @@ def make(road: Road, model: nn.Module, cfg: ModelConfig, variant: Variant, out_d
     else:
         made = module.convert(torch_graph(model, variant), example_input(cfg, variant.app), out_dir,
                               precisions, inputs, prefix)
-    return {p: made.get(p, f"{road.converter} made no file for it") for p in precisions}
+    reasons = module.left_out(precisions) if hasattr(module, "left_out") else {}
+    return {p: made.get(p, reasons.get(p, f"{road.converter} made no file for it")) for p in precisions}
 
 
 def torch_graph(model: nn.Module, variant: Variant) -> nn.Module:

@@ -145,6 +145,17 @@ def open_tflite(path: Path, torch_shape: tuple[int, ...]) -> OpenModel:
     return OpenModel(inputs, outputs, device_parity.litert_call(interpreter, nhwc))
 
 
+def open_pte(path: Path, example: torch.Tensor, name: str) -> OpenModel:
+    """Load with ExecuTorch, as a device's parity check does. A .pte names no tensors: its one
+    input takes the ONNX graph's `name` and the example's shape, layout and dtype."""
+    dtype = str(example.dtype).removeprefix("torch.")
+    call = device_parity.executorch_call(device_parity.executorch_method(path, device_parity.THREADS), dtype)
+    out = call(example.numpy())
+    layout = "NCHW" if example.dim() == 4 else "tokens"
+    inputs = [{"name": name, "shape": list(example.shape), "dtype": dtype, "layout": layout}]
+    return OpenModel(inputs, [{"name": "logits", "shape": list(out.shape), "dtype": out.dtype.name}], call)
+
+
 def run_all(model: OpenModel, x: np.ndarray) -> np.ndarray:
     return device_parity.run_each(model.run, x)
 

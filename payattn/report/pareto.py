@@ -20,7 +20,8 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimate, SweepRun, accuracies,
                                    setting_label, settings, speedup_verdict)
 from payattn.report.plots import save_png
-from payattn.report.results import FORMAT_CONVERTER, RUNTIMES, Result
+from payattn.report.results import RUNTIMES, Result
+from payattn.runtime.formats import FIRST_CONVERTER
 from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "^", "int8": "D"}
@@ -74,7 +75,7 @@ def sweep_artifacts(folder: Path) -> dict[str, tuple[str, int]]:
 def road_name(r: Result) -> str:
     """The runtime, or the whole road where the file came from another converter than its
     format's first (litert-torch → litert beside onnx2tf's files), so every road is a point."""
-    return r.runtime if r.converter == FORMAT_CONVERTER.get(r.file_format) else r.road
+    return r.runtime if r.converter == FIRST_CONVERTER.get(r.file_format) else r.road
 
 
 def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[Benched]:

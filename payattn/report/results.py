@@ -14,10 +14,8 @@ from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
-from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT
+from payattn.runtime.formats import FIRST_CONVERTER, DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT
 
-# What made an artifact of each format before result lines named their converter.
-FORMAT_CONVERTER = {"onnx": "torch.onnx", "tflite": "onnx2tf", "pte": "executorch"}
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
 SCHEMA = RESULT.id
 RUNTIMES = MEASURED_BY
@@ -90,7 +88,7 @@ class Result:
     def converter(self) -> str:
         """What made the artifact; lines from before the roads name none, and came from the
         one road there was for their format."""
-        return self.get("artifact.converter") or FORMAT_CONVERTER.get(self.file_format, "?")
+        return self.get("artifact.converter") or FIRST_CONVERTER.get(self.file_format, "?")
 
     @property
     def road(self) -> str:

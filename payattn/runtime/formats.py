@@ -40,8 +40,9 @@ FORMATS = _enum("format")
 CONVERTERS = _enum("converter")
 ONNX_CONVERTER = "torch.onnx"  # writes model.onnx on every export; the others are roads to choose
 ROADS = tuple(c for c in CONVERTERS if c != ONNX_CONVERTER)
-# Before manifests named converters, each format had one: what a tolerant reader assumes.
-_FIRST_CONVERTER = {"onnx": ONNX_CONVERTER, "tflite": "onnx2tf"}
+# Before manifests named converters, each format had one (and a .pte has only ever had one):
+# what a tolerant reader assumes.
+FIRST_CONVERTER = {"onnx": ONNX_CONVERTER, "tflite": "onnx2tf", "pte": "executorch"}
 RUNTIMES = _enum("runtime")
 MEASURED_BY = (*RUNTIMES, "benchmark_model")  # what may time a result line (see measured_by)
 DEVICE_KINDS = _enum("device_kind")
@@ -51,7 +52,7 @@ INPUT_DTYPES = _enum("input_dtype")
 
 def converter_of(entry: dict[str, Any]) -> str | None:
     """The converter that wrote a manifest artifact entry's file (older manifests name none)."""
-    return entry.get("converter") or _FIRST_CONVERTER.get(entry.get("format", ""))
+    return entry.get("converter") or FIRST_CONVERTER.get(entry.get("format", ""))
 
 
 class Format:
