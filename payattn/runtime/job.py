@@ -62,28 +62,37 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
     level = settings["graph_optimization"]
     for runtime in dict.fromkeys(runtime for _, runtime in pairs):
         _prime(next(a for a, r in pairs if r == runtime), runtime, settings["threads"][0], level)
-    rounds = {threads: [_load(a, runtime, threads, level, log) for a, runtime in pairs]
-              for threads in settings["threads"]}
-    overhead = harness_overhead_ms()
-    device = device_info(job["device"]["name"], job["device"]["kind"])
-    commit = settings["git_commit"]
+    context = {"overhead": harness_overhead_ms(), "git_commit": settings["git_commit"],
+               "device": device_info(job["device"]["name"], job["device"]["kind"])}
     results = []
-    for threads, loaded in rounds.items():
-        log(f"measuring {len(loaded)} configuration(s) interleaved, {threads} thread(s)")
-        calls = [item.runner.run for item in loaded]
-        warmups = run_interleaved(calls, bench.warmup_runs, bench.warmup_seconds)
-        samples = run_interleaved(calls, bench.runs, bench.min_seconds)
-        own_costs = _own_costs(loaded, threads, log)
-        for item, warm, measured in zip(loaded, warmups, samples):
-            profile = _profile(item, level, log) if bench.profile else None
-            result = build_result(item.artifact, item.runner, device=device, git_commit=commit,
-                                  warmup_runs=len(warm), samples_ms=measured,
-                                  first_inference_ms=item.first_inference_ms,
-                                  peak_memory_bytes=item.peak_memory_bytes, harness_overhead_ms=overhead,
-                                  harness_ms=own_costs[_noop_key(item)], profile=profile)
-            results.append(result)
-            if on_result:
-                on_result(result)
+    for threads in settings["threads"]:
+        results += _measure_round(pairs, threads, bench, level, context, on_result, log)
+    return results
+
+
+def _measure_round(pairs: list[tuple[Artifact, str]], threads: int, bench: BenchSettings, level: str,
+                   context: dict[str, Any], on_result: OnResult | None, log: Log) -> list[dict[str, Any]]:
+    """Load every pair at `threads`, measure them interleaved, and return their result lines.
+    A round's runners are loaded just before it and gone after it: ExecuTorch's thread pool
+    is one per process, so runners of two thread counts cannot be alive at once."""
+    loaded = [_load(a, runtime, threads, level, log) for a, runtime in pairs]
+    log(f"measuring {len(loaded)} configuration(s) interleaved, {threads} thread(s)")
+    calls = [item.runner.run for item in loaded]
+    warmups = run_interleaved(calls, bench.warmup_runs, bench.warmup_seconds)
+    samples = run_interleaved(calls, bench.runs, bench.min_seconds)
+    own_costs = _own_costs(loaded, threads, log)
+    results = []
+    for item, warm, measured in zip(loaded, warmups, samples):
+        profile = _profile(item, level, log) if bench.profile else None
+        result = build_result(item.artifact, item.runner, device=context["device"],
+                              git_commit=context["git_commit"], warmup_runs=len(warm),
+                              samples_ms=measured, first_inference_ms=item.first_inference_ms,
+                              peak_memory_bytes=item.peak_memory_bytes,
+                              harness_overhead_ms=context["overhead"],
+                              harness_ms=own_costs[_noop_key(item)], profile=profile)
+        results.append(result)
+        if on_result:
+            on_result(result)
     return results
 
 
