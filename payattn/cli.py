@@ -318,8 +318,8 @@ def demo(
     min_seconds: opt.MinSeconds = opt.DEFAULT_BENCH.min_seconds,
     force: opt.DemoForce = False,
 ) -> None:
-    """The whole pipeline on the embedded data: train all four mechanisms, export, verify,
-    bench on this machine with ONNX Runtime and LiteRT, and write the report."""
+    """The whole pipeline on the embedded data: train the four mechanisms, export them by every
+    road, verify, bench every road on this machine, and write the report."""
     from payattn.pipeline import run_demo
     from payattn.views import bar_hooks, print_headlines, progress_bar
 

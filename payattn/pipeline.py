@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from payattn.errors import PayattnError
 from payattn.files import check_not_precious, check_writable
 from payattn.mechanisms import MECHANISMS, expand_mechanisms, parse_precisions
+from payattn.runtime.formats import RUNTIMES
 from payattn.runtime.results import RESULT_PREFIX
 from payattn.runtime.settings import BenchSettings
 
@@ -293,8 +294,8 @@ def _payattn_results(path: Path) -> bool:
 
 def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
              settings: BenchSettings, force: bool, hooks: Hooks = Hooks()) -> DemoOutcome:
-    """Train the four mechanisms on the embedded data, export, bench here with ONNX Runtime and
-    LiteRT, and write the report, all under `out`. With `force`, payattn's own outputs there
+    """Train the four mechanisms on the embedded data, export them by every road, bench here
+    with ONNX Runtime, LiteRT and ExecuTorch, and write the report, all under `out`. With `force`, payattn's own outputs there
     are replaced one by one (each checked to be payattn's first); nothing else is touched."""
     from payattn.bench import build_job
     from payattn.devices import run_on_devices
@@ -316,14 +317,14 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
             metrics = train(task, mech, run_dir, epochs=epochs, force=force, progress=hooks.training(label))
             hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
             jobs.append(ExportJob(run_dir, out / "artifacts" / task / mech, trained=True))
-        export_all(jobs, chosen, force=force, hooks=hooks)
+        export_all(jobs, chosen, force=force, converters="all", hooks=hooks)
         artifact_dirs[task] = [job.out_dir for job in jobs]
     results = out / "results.jsonl"
     if results.exists():  # checked above to hold payattn's lines only
         results.unlink()
     failures, measured = [], 0
     for task in tasks:
-        job = build_job(artifact_dirs[task], ("onnxruntime", "litert"), chosen, settings)
+        job = build_job(artifact_dirs[task], RUNTIMES, chosen, settings)
         lines, failed = run_on_devices(["local"], job, results, log=hooks.log, on_result=hooks.on_result)
         measured, failures = measured + len(lines), failures + failed
     paths = write_report(results, out / "report")

@@ -1,8 +1,9 @@
-"""The export's roads: litert-torch beside onnx2tf, through the same gates, told apart downstream.
+"""The export's roads: litert-torch and ExecuTorch beside onnx2tf, through the same gates, told
+apart downstream.
 
-One tiny model per kind is trained for one epoch and exported once by both roads (fp32 and
+One tiny model per kind is trained for one epoch and exported once by every road (fp32 and
 fp16: reduced-int8 top-1 agreement on one-epoch models sits at the 98% bar, see
-test_export.py); the tests read that one export.
+test_export.py; ExecuTorch makes no fp16 program and says why); the tests read that one export.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from payattn.views import road_notes
 PRECISIONS = ("fp32", "fp16")
 TINY_TEXT = {"max_vocab": 500, "context_length": 8, "d_model": 16, "heads": 2, "mlp_dim": 16, "depth": 1}
 KINDS = {"vision": ("mnist-5k", {}), "text": ("movie-reviews", TINY_TEXT)}
-ROADS = ["onnx2tf", "litert-torch"]
+ROADS = ["onnx2tf", "litert-torch", "executorch"]
+TFLITE_ROADS = ROADS[:2]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,12 @@ def test_both_roads_write_their_files_and_name_their_converter(exports, kind: st
     graphs = ("model", "model_app") if kind == "vision" else ("model",)
     names = {f"{g}{tag}_{p}.tflite" for g in graphs for tag in ("", "_litert-torch") for p in PRECISIONS}
     assert {p.name for p in out.glob("*.tflite")} == names
+    assert {p.name for p in out.glob("*.pte")} == {"model_fp32.pte"}
     assert {a["file"]: a["converter"] for a in manifest.artifacts} == {
-        "model.onnx": "torch.onnx", **{n: "litert-torch" if "litert" in n else "onnx2tf" for n in names}}
+        "model.onnx": "torch.onnx", "model_fp32.pte": "executorch",
+        **{n: "litert-torch" if "litert" in n else "onnx2tf" for n in names}}
     assert list(manifest["roads"]) == ROADS and all(r["seconds"] > 0 for r in manifest["roads"].values())
+    assert "fp16" in manifest["roads"]["executorch"]["left_out"]  # with the reason, not silently
 
 
 @pytest.mark.slow
@@ -83,7 +88,7 @@ def test_litert_torch_files_pass_the_same_gates(exports, kind: str) -> None:
 def test_vision_app_form_takes_rgb_pixels_by_both_roads(exports) -> None:
     _, manifest = exports["vision"]
     app_forms = [a for a in manifest.artifacts if a.get("variant") == "app"]
-    assert {a["converter"] for a in app_forms} == set(ROADS)
+    assert {a["converter"] for a in app_forms} == set(TFLITE_ROADS)  # the app form is a TFLite file's
     assert all(a["inputs"][0]["color_space"] == "RGB" and a["inputs"][0]["shape"][-1] in (3, 28)
                for a in app_forms)
 
@@ -100,6 +105,26 @@ def test_bench_measures_both_roads_and_says_which(exports) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_executorch_programs_pass_the_gates_and_bench_on_executorch(exports, kind: str) -> None:
+    from payattn.bench import bench
+
+    out, manifest = exports[kind]
+    (entry,) = [a for a in manifest.artifacts if a["format"] == "pte"]
+    assert entry["parity"]["max_abs_diff"] <= manifest["verification"]["max_abs_diff"]["fp32"]
+    assert entry["parity"]["top1_agreement"] == 1.0
+    xnnpack = entry["xnnpack"]
+    assert xnnpack["accelerator"] == "XNNPACK" and xnnpack["partitions"] >= 1
+    if kind == "vision":  # token ids and the padding mask are integer work XNNPACK does not take
+        assert xnnpack["fully_delegated"] and xnnpack["partitions"] == 1 and xnnpack["outside"] == {}
+    assert entry["operator_counts"]["XnnpackBackend"] == xnnpack["partitions"]
+    settings = BenchSettings(runs=3, warmup_runs=1, min_seconds=0, warmup_seconds=0)
+    (line,) = bench([out], runtimes=["executorch"], precisions=["fp32"], settings=settings)
+    assert (line["runtime"]["name"], line["artifact"]["converter"]) == ("executorch", "executorch")
+    assert line["artifact"]["parity"]["max_abs_diff"] == entry["parity"]["max_abs_diff"]
+
+
+@pytest.mark.slow
 def test_a_failing_road_is_named_and_the_others_are_written(
     runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,7 +135,7 @@ def test_a_failing_road_is_named_and_the_others_are_written(
 
     monkeypatch.setattr(litert_torch, "convert", broken)
     out = tmp_path / "out"
-    manifest = export(runs["text"], out, ["fp32"], converters=ROADS)
+    manifest = export(runs["text"], out, ["fp32"], converters=TFLITE_ROADS)
     assert {p.name for p in out.glob("*.tflite")} == {"model_fp32.tflite"}
     failed = manifest["roads"]["litert-torch"]["failed"]
     assert "with litert-torch" in failed and "RuntimeError: torch.export could not trace" in failed
@@ -118,9 +143,8 @@ def test_a_failing_road_is_named_and_the_others_are_written(
     assert Manifest.load(out).data == manifest.data
 
 
-def test_unknown_and_unbuilt_converters_are_one_line_errors(tmp_path: Path) -> None:
-    for name, message in (("nope", "unknown converter 'nope'; valid converters: onnx2tf, litert-torch"),
-                          ("executorch", "--converter executorch: this payattn has no executorch road yet")):
+def test_unknown_converters_are_one_line_errors(tmp_path: Path) -> None:
+    for name, message in (("nope", "unknown converter 'nope'; valid converters: onnx2tf, litert-torch, executorch"),):
         result = CliRunner().invoke(cli, ["export", "--converter", name, "--runs-dir", str(tmp_path / "runs"),
                                           "--out", str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output
