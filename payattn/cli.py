@@ -161,9 +161,8 @@ def export(
     seeds: opt.ExportSeeds = None,
     shape: Optional[dict[str, Any]] = None,
 ) -> None:
-    """Export trained models to ONNX and builtin-only TFLite, verified against PyTorch, with a
-    manifest. Without --checkpoint the model is trained first (--task, --preset, --epochs,
-    --data-dir and the shape options say how)."""
+    """Export trained models to ONNX and by each road (--converter), verified against PyTorch,
+    with a manifest. Without --checkpoint the model is trained first as the options say."""
     from payattn.pipeline import export_pipeline, export_sweep
     from payattn.sweep import parse_seeds
     from payattn.views import bar_hooks, export_summary, progress_bar
@@ -176,8 +175,8 @@ def export(
                 data_dir=data_dir, hooks=bar_hooks(bar))
         else:
             jobs, manifests = export_pipeline(
-                checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset,
-                epochs=epochs, data_dir=data_dir, precisions=precision, converters=converter, out=out,
+                checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
+                data_dir=data_dir, precisions=precision, converters=converter, out=out,
                 runs_dir=runs_dir, force=force, shape=shape, hooks=bar_hooks(bar))
     table_console().print(export_summary(manifests))
     for job in jobs:
