@@ -175,9 +175,9 @@ def export(
                 data_dir=data_dir, hooks=bar_hooks(bar))
         else:
             jobs, manifests = export_pipeline(
-                checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset, epochs=epochs,
-                data_dir=data_dir, precisions=precision, converters=converter, out=out,
-                runs_dir=runs_dir, force=force, shape=shape, hooks=bar_hooks(bar))
+                checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset,
+                epochs=epochs, data_dir=data_dir, precisions=precision, converters=converter,
+                out=out, runs_dir=runs_dir, force=force, shape=shape, hooks=bar_hooks(bar))
     table_console().print(export_summary(manifests))
     for job in jobs:
         trained = f" (model trained first into {job.run_dir})" if job.trained else ""
