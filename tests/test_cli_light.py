@@ -140,3 +140,8 @@ def test_a_shape_setting_declared_once_reaches_every_command_and_the_sweep_grid(
         assert "--fake-width" in text and "a width for this test" in text, command
     assert seen["variants"] == ["standard_fake-width-2", "standard_fake-width-3"]
     assert seen["bound"] == "--fake-width must be a whole number from 1 to 8, got 9"
+
+
+def test_the_command_line_stays_thin() -> None:
+    lines = (Path(__file__).resolve().parents[1] / "payattn" / "cli.py").read_text().splitlines()
+    assert len(lines) < 400 and max(map(len, lines)) <= 100  # rendering lives in views.py
