@@ -117,12 +117,12 @@ class ExportState:
     precisions: list[str]
     tmp: Path
     variants: dict[str, Variant] = field(default_factory=dict)  # by file-name prefix, as trained first
-    files: dict[tuple[str, str], Path] = field(default_factory=dict)  # TFLite, by (prefix, precision)
+    files: dict[tuple[str, str], Path] = field(default_factory=dict)  # by (graph key, precision)
     calibration_samples: int = 0  # full int8's, 0 without it
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # operator counts by file name
     verified: Verified | None = None
     converters: list[str] = field(default_factory=lambda: ["onnx2tf"])  # the roads, in order
-    graphs: dict[str, tuple[str, str]] = field(default_factory=dict)  # file prefix -> (converter, variant prefix)
+    graphs: dict[str, tuple[str, str]] = field(default_factory=dict)  # graph key -> (converter, variant prefix)
     roads: dict[str, dict[str, Any]] = field(default_factory=dict)  # the manifest's, by converter
     gpu: dict[str, dict[str, Any]] = field(default_factory=dict)  # GPU-delegate report by file name
 
@@ -223,9 +223,11 @@ def _convert_graphs(state: ExportState, road: roads.Road, calibration: np.ndarra
             key = "tflite" if road.source == "onnx" else road.converter
             with _step(f"converting {what} to {into}{by} ({', '.join(chosen)})", say, key, tmp):
                 made = roads.make(road, run.model, run.config, variant, tmp, chosen, calibration)
-            prefix = road.prefix(variant.prefix)
-            state.graphs[prefix] = (road.converter, variant.prefix)
-            state.files.update({(prefix, p): path for p, path in made.items() if isinstance(path, Path)})
+            # Keyed by file-name prefix and, beside the TFLite files, the file kind: ExecuTorch's
+            # model_fp32.pte shares its prefix with onnx2tf's model_fp32.tflite.
+            key = road.prefix(variant.prefix) + ("" if road.suffix == ".tflite" else road.suffix)
+            state.graphs[key] = (road.converter, variant.prefix)
+            state.files.update({(key, p): path for p, path in made.items() if isinstance(path, Path)})
             left_out.update({p: why for p, why in made.items() if isinstance(why, str)})
     finally:
         for variant in apps:
