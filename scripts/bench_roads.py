@@ -6,14 +6,14 @@
                                             [--repeats 3] [--epochs 1]
 
 A road is converter → runtime. For each preset this trains the four mechanisms briefly on the
-embedded data (fp32 latency does not depend on the weights; --epochs 1 by default), then makes,
-from the same nn.Module, fp32 batch-1 files for each road asked for:
+embedded data (fp32 latency does not depend on the weights; --epochs 1 by default), then makes
+every road's fp32 batch-1 file with payattn's own export (`payattn.export.export(...,
+converters="all")`, each file verified against PyTorch), from the same nn.Module:
 
-    onnx2tf        payattn's own export (`payattn.export.export`): model_fp32.tflite → LiteRT
-    litert-torch   litert_torch.convert(model, (example,)) → LiteRT
-    onnxruntime    payattn's model.onnx → ONNX Runtime
-    executorch     to_edge_transform_and_lower(torch.export.export(model, (example,)),
-                   partitioner=[XnnpackPartitioner()]) → .pte → ExecuTorch's runtime
+    onnx2tf        model_fp32.tflite → LiteRT
+    litert-torch   model_litert-torch_fp32.tflite → LiteRT
+    onnxruntime    model.onnx → ONNX Runtime
+    executorch     model_fp32.pte (lowered to XNNPACK) → ExecuTorch's runtime
 
 Files already under --out are reused (delete one to rebuild it). All files of all presets are
 then timed in one process, interleaved (round-robin, payattn.runtime.timing), one thread each,
@@ -27,12 +27,9 @@ road, and how much of each graph LiteRT's and ExecuTorch's XNNPACK delegate take
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import statistics
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -49,8 +46,9 @@ from payattn.runtime.timing import run_interleaved
 
 TASK_OF_KIND = {"vision": "mnist-5k", "text": "movie-reviews"}  # the embedded data a preset trains on
 ROADS = ("onnx2tf", "litert-torch", "onnxruntime", "executorch")
-FILES = {"onnx2tf": "model_fp32.tflite", "litert-torch": "litert_torch_fp32.tflite",
-         "onnxruntime": "model.onnx", "executorch": "executorch_fp32.pte"}
+FILES = {"onnx2tf": "model_fp32.tflite", "litert-torch": "model_litert-torch_fp32.tflite",
+         "onnxruntime": "model.onnx", "executorch": "model_fp32.pte"}
+FORMAT = {"onnx2tf": "tflite", "litert-torch": "tflite", "onnxruntime": "onnx", "executorch": "pte"}
 RUNTIME = {"onnx2tf": "litert", "litert-torch": "litert", "onnxruntime": "onnxruntime", "executorch": "executorch"}
 
 
@@ -65,71 +63,25 @@ class Entry:
     keep: Any = None  # what must stay alive while `call` runs
 
 
-def load_model(run_dir: Path) -> tuple[Any, Any]:
-    """The trained nn.Module of a run dir and its batch-1 example input (the exported graph's)."""
-    from payattn.export.onnx_graph import example_input
-    from payattn.train import load_run
-
-    run = load_run(run_dir)
-    return run.model.eval(), example_input(run.config)
-
-
 def build(road: str, run_dir: Path, art_dir: Path) -> Path:
-    """This road's file of the run's model in `art_dir`, made unless already there."""
+    """This road's file of the run's model in `art_dir`: payattn's export by every road, made
+    unless there already."""
     path = art_dir / FILES[road]
-    if path.is_file():
-        return path
-    if road in ("onnx2tf", "onnxruntime"):
+    if not path.is_file():
         try:
-            export(run_dir, art_dir, ["fp32"], force=True)
+            export(run_dir, art_dir, ["fp32"], force=True, converters="all")
         except PartialExport as exc:
             print(f"note: {exc}", file=sys.stderr)
-        return path
-    import torch
-
-    model, example = load_model(run_dir)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if road == "litert-torch":
-            import litert_torch
-
-            litert_torch.convert(model, (example,)).export(str(tmp))
-        else:
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-            from executorch.exir import to_edge_transform_and_lower
-
-            edge = to_edge_transform_and_lower(torch.export.export(model, (example,)),
-                                               partitioner=[XnnpackPartitioner()])
-            tmp.write_bytes(edge.to_executorch().buffer)
-    tmp.replace(path)
     return path
 
 
-def _executorch_runner(path: Path, example: Any) -> tuple[Callable[[], Any], str, Any]:
-    """`forward` of a .pte on a one-thread pool; the note counts the operators left outside XNNPACK."""
-    from executorch.extension.pybindings import portable_lib
-    from executorch.runtime import Runtime
+def _executorch_note(path: Path) -> str:
+    """How much of a .pte's graph ExecuTorch's XNNPACK delegate takes."""
+    from payattn.export.executorch_road import delegation
 
-    with quiet_native_stderr(), contextlib.redirect_stdout(io.StringIO()):
-        portable_lib._unsafe_reset_threadpool(1)  # the pool is process-wide; its default is one per core
-        program = Runtime.get().load_program(path)
-        method = program.load_method("forward")
-    inputs = [example]
-    method.execute(inputs)
-    return (lambda: method.execute(inputs)), _executorch_outside(path), (program, method, inputs)
-
-
-def _executorch_outside(path: Path) -> str:
-    """'N delegates, M ops outside' from the program's execution plan."""
-    from executorch.exir._serialize import _deserialize_pte_binary
-
-    plan = _deserialize_pte_binary(path.read_bytes()).program.execution_plan[0]
-    delegates = sum(1 for chain in plan.chains for i in chain.instructions
-                    if type(i.instr_args).__name__ == "DelegateCall")
-    kernels = sum(1 for chain in plan.chains for i in chain.instructions
-                  if type(i.instr_args).__name__ == "KernelCall")
-    return f"{delegates} delegates, {kernels} ops outside"
+    d = delegation(path)
+    outside = ", ".join(f"{n}×{op}" for op, n in d["outside"].items())
+    return "whole graph" if d["fully_delegated"] else f"{d['partitions']} partitions, outside: {outside}"
 
 
 def _tflite_note(path: Path) -> str:
@@ -139,29 +91,16 @@ def _tflite_note(path: Path) -> str:
     return "whole graph" if d["fully_delegated"] else f"{d['partitions']} partitions, outside: {outside}"
 
 
-def open_entry(preset: str, mechanism: str, road: str, run_dir: Path, path: Path) -> Entry:
-    if road == "executorch":
-        _, example = load_model(run_dir)
-        call, note, keep = _executorch_runner(path, example)
-        return Entry(preset, mechanism, road, path, call, note, keep)
-    if road == "litert-torch":
-        from ai_edge_litert.interpreter import Interpreter
-
-        detail = Interpreter(model_path=str(path)).get_input_details()[0]  # litert-torch names it args_0
-        spec = [{"name": detail["name"], "shape": [int(s) for s in detail["shape"]], "dtype": "float32"}]
-    else:
-        fmt = "onnx" if road == "onnxruntime" else "tflite"
-        spec = Manifest.load(path.parent).artifact("fp32", fmt)["inputs"]
-    runner = open_runner(RUNTIME[road], path, spec, threads=1)
-    note = _tflite_note(path) if road in ("onnx2tf", "litert-torch") else "—"
+def open_entry(preset: str, mechanism: str, road: str, path: Path) -> Entry:
+    """The file loaded in its road's runtime at one thread, fed as its manifest entry says."""
+    entry = next(a for a in Manifest.load(path.parent).artifacts if a["file"] == path.name)
+    runner = open_runner(RUNTIME[road], path, entry["inputs"], threads=1)
+    note = {"executorch": _executorch_note, "onnxruntime": lambda _: "—"}.get(road, _tflite_note)(path)
     return Entry(preset, mechanism, road, path, runner.run, note, runner)
 
 
 def prepare(preset: str, out: Path, roads: list[str], epochs: int) -> list[Entry]:
     task = TASK_OF_KIND[get_preset(preset).kind]
-    if get_preset(preset).kind != "vision" and {"litert-torch", "executorch"} & set(roads):
-        raise PayattnError(f"{preset}: this study times vision presets only (the torch roads take the "
-                           "text models' int64 ids differently)")
     entries = []
     for mech in MECHANISMS:
         run_dir, _ = ensure_run(task, mech, out / "runs" / preset, preset=preset, epochs=epochs)
@@ -172,7 +111,7 @@ def prepare(preset: str, out: Path, roads: list[str], epochs: int) -> list[Entry
             took = time.perf_counter() - started
             if took > 1:
                 print(f"built {preset}/{mech} {road}: {path.name} ({took:.0f} s)", file=sys.stderr)
-            entries.append(open_entry(preset, mech, road, run_dir, path))
+            entries.append(open_entry(preset, mech, road, path))
     return entries
 
 
