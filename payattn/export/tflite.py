@@ -115,28 +115,32 @@ def _tail(text: str) -> str:
 
 
 def _child(job: dict[str, Any]) -> dict[str, Any]:
-    """Build the Keras model with onnx2tf, then convert it once per requested precision.
-
-    Full int8 comes from the graph as exported, the others from its unfused-LayerNorm form
-    (_unfused_layer_norms): folding the LayerNorm scales into the weights widened their int8
-    ranges, and top-1 agreement with PyTorch fell (mnist-tiny standard: 99.4% to 98.8%).
-    """
+    """Build the Keras model with onnx2tf, then convert it once per requested precision."""
     import onnx2tf  # sets TensorFlow's logging before importing it
     import tensorflow as tf
 
-    work = Path(job["work"])
-    unfused = work / "unfused.onnx"
-    unfused.write_bytes(_unfused_layer_norms(Path(job["onnx"]).read_bytes()))
-    graphs = {precision: Path(job["onnx"]) if precision == "int8" else unfused for precision in job["precisions"]}
-    concretes = {path: _concrete_function(onnx2tf, tf, path, work) for path in dict.fromkeys(graphs.values())}
+    onnx_path = Path(job["work"]) / "for_onnx2tf.onnx"
+    onnx_path.write_bytes(_unfused_layer_norms(Path(job["onnx"]).read_bytes()))
+    model = onnx2tf.convert(
+        input_onnx_file_path=str(onnx_path),
+        output_folder_path=str(Path(job["work"]) / "saved_model"),
+        not_use_onnxsim=True,  # payattn already simplified the graph with onnxslim
+        disable_model_save=True,  # only the in-memory Keras model is needed
+        replace_to_pseudo_operators=["erf"],  # exact GELU would otherwise need FlexErf
+        verbosity="error",
+    )
+    if model is None:
+        raise RuntimeError("onnx2tf returned no model")
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
+    concrete = tf.function(lambda *xs: model(xs), input_signature=specs).get_concrete_function()
 
     calibration = None
     if "int8" in job["precisions"]:
-        shape = concretes[graphs["int8"]].inputs[0].shape
-        calibration = _to_model_layout(np.load(job["calibration"]), tuple(shape))
+        calibration = _to_model_layout(np.load(job["calibration"]), tuple(specs[0].shape))
     files = {}
+    fp32: bytes | None = None  # converted before int8 (canonical order), it spares _int8 one conversion
     for precision in job["precisions"]:
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concretes[graphs[precision]]])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS,
         ]
@@ -146,29 +150,15 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
         elif precision == "dynamic-int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         name = TFLITE_FILES[precision].replace("model", job["prefix"], 1)
-        data = _int8(tf, converter, calibration) if precision == "int8" else converter.convert()
+        data = _int8(tf, converter, calibration, fp32) if precision == "int8" else converter.convert()
+        if precision == "fp32":
+            fp32 = data
         data = _reshape_before_batch_matmul(_keep_num_dims(data))
         tmp = Path(job["out_dir"]) / f".{name}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, Path(job["out_dir"]) / name)
         files[precision] = name
     return {"files": files}
-
-
-def _concrete_function(onnx2tf: Any, tf: Any, onnx_path: Path, work: Path) -> Any:
-    """onnx2tf's Keras model of one ONNX file, as the concrete function the converter reads."""
-    model = onnx2tf.convert(
-        input_onnx_file_path=str(onnx_path),
-        output_folder_path=str(work / f"saved_model-{onnx_path.stem}"),
-        not_use_onnxsim=True,  # payattn already simplified the graph with onnxslim
-        disable_model_save=True,  # only the in-memory Keras model is needed
-        replace_to_pseudo_operators=["erf"],  # exact GELU would otherwise need FlexErf
-        verbosity="error",
-    )
-    if model is None:
-        raise RuntimeError(f"onnx2tf returned no model for {onnx_path.name}")
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in model.inputs]
-    return tf.function(lambda *xs: model(xs), input_signature=specs).get_concrete_function()
 
 
 def _unfused_layer_norms(onnx_bytes: bytes) -> bytes:
@@ -180,6 +170,9 @@ def _unfused_layer_norms(onnx_bytes: bytes) -> bytes:
     which costs five [ℓ, d_m] element-wise operators (two of them broadcasts of [ℓ, 1] by [d_m])
     and leaves no trailing constant Mul/Add that the converter could fold into the next layer.
     Written out and folded, a LayerNorm before a linear layer costs three, as litert-torch's does.
+    Full int8 is built from this graph too: the folded weights cost it a little top-1 agreement
+    (mnist-tiny standard: 99.4% to 98.8%), but building it from the graph as exported took a
+    second onnx2tf model, and its file came out more than 45% of the smaller fp32 file's size.
     """
     import onnx
 
@@ -349,7 +342,7 @@ def _same_shape_reshape(model: Any, graph: Any, source: int, opcode: int) -> Any
     return node
 
 
-def _int8(tf: Any, converter: Any, calibration: np.ndarray) -> bytes:
+def _int8(tf: Any, converter: Any, calibration: np.ndarray, fp32: bytes | None = None) -> bytes:
     """Static int8 for the fully-connected layers inside the network: float everywhere else.
 
     Weights and activations of every fully-connected layer but the classifier are int8 with
@@ -364,12 +357,14 @@ def _int8(tf: Any, converter: Any, calibration: np.ndarray) -> bytes:
     scales) cost three of the four movie-reviews models 0.2-0.5 points of agreement (super:
     99.4% against 99.9%), though it made the file about four times smaller. Inputs and outputs
     stay float32 (or int32 token ids): the app feeds the same tensors to every precision.
-    One float conversion first names the classifier's output tensor.
+    `fp32` is the float model `converter` makes unoptimised, when already converted: it names
+    the classifier's output tensor; without it, one float conversion here does.
     """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
 
-    logits = Interpreter(model_content=converter.convert()).get_output_details()[0]["name"]
+    float_model = fp32 if fp32 is not None else converter.convert()
+    logits = Interpreter(model_content=float_model).get_output_details()[0]["name"]
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     builtins = [name for name in vars(schema.BuiltinOperator) if not name.startswith("_")]
