@@ -53,7 +53,7 @@ def test_bench_selects_by_runtime_and_without_a_results_file(dirs):
 
 
 def test_bench_reports_missing_precision_and_bad_names(dirs, results):
-    with pytest.raises(RuntimeJobError, match=r"has no artifact for runtime\(s\) onnxruntime, litert at "
+    with pytest.raises(RuntimeJobError, match=r"has no artifact for runtime\(s\) onnxruntime, litert, executorch at "
                                               r"precision\(s\) int8; it has litert/fp32, onnxruntime/fp32"):
         bench([dirs["text"]], precisions=("int8",), results_path=results, **QUICK)
     with pytest.raises(RuntimeJobError, match=r"unknown precision\(s\) \['fp64'\]; valid precisions: fp32"):

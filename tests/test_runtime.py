@@ -260,7 +260,7 @@ def _broken(line: dict, dotted: str, value) -> dict:
     ("runs", True, "key 'runs' must be integer, got boolean True"),
     ("init_ms", float("nan"), "key 'init_ms' must be a finite number"),
     ("device.kind", "usb", "key 'device.kind' must be one of local, ssh, adb"),
-    ("runtime.name", "tvm", "key 'runtime.name' must be one of onnxruntime, litert, benchmark_model"),
+    ("runtime.name", "tvm", "key 'runtime.name' must be one of onnxruntime, litert, executorch, benchmark_model"),
     ("schema", "payattn.result/2", "key 'schema' must be 'payattn.result/1'"),
     ("device", "laptop", "key 'device' must be object"),
     ("artifact.colour", "red", "key 'artifact.colour' is not in payattn.result/1"),
@@ -314,7 +314,7 @@ def test_run_job_skips_artifacts_of_other_runtimes(dirs):
 @pytest.mark.parametrize("change,message", [
     ({"runs": 0}, "job: key 'runs' must be ≥ 1 and ≤ 1000000, got 0"),
     ({"threads": [0]}, "job: key 'threads[0]' must be ≥ 1 and ≤ 256, got 0"),
-    ({"runtimes": ["tvm"]}, "job: key 'runtimes[0]' must be one of onnxruntime, litert, got 'tvm'"),
+    ({"runtimes": ["tvm"]}, "job: key 'runtimes[0]' must be one of onnxruntime, litert, executorch, got 'tvm'"),
     ({"device": {"name": "pi", "kind": "usb"}}, "job: key 'device.kind' must be one of local, ssh, adb"),
     ({"min_seconds": -1}, "job: key 'min_seconds' must be ≥ 0 and ≤ 3600, got -1"),
     ({"runs": 10**20}, "job: key 'runs' must be ≥ 1 and ≤ 1000000, got 100000000000000000000"),
