@@ -34,27 +34,24 @@ def expand_mechanisms(spec: str) -> list[str]:
     return sorted(set(names), key=MECHANISMS.index)
 
 
+def parse_names(names: str | Iterable[str], valid: tuple[str, ...], what: str) -> list[str]:
+    """Validate names from `valid` ("all", or a list / comma-separated string), in `valid`'s
+    order; an unknown or missing name is an error listing the valid ones."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    given = [n.strip().lower() for n in items if n.strip()]
+    if given == ["all"]:
+        return list(valid)
+    unknown = [n for n in given if n not in valid]
+    if unknown or not given:
+        shown = ", ".join(map(repr, unknown)) if unknown else "none"
+        raise PayattnError(f"unknown {what} {shown}; valid {what}s: {', '.join(valid)}, all")
+    return [n for n in valid if n in given]
+
+
 def parse_precisions(precisions: str | Iterable[str]) -> list[str]:
-    """Validate precision names ("all" or a list / comma-separated string), in canonical order."""
-    items = precisions.split(",") if isinstance(precisions, str) else list(precisions)
-    names = [p.strip().lower() for p in items if p.strip()]
-    if names == ["all"]:
-        return list(PRECISIONS)
-    unknown = [p for p in names if p not in PRECISIONS]
-    if unknown or not names:
-        given = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise PayattnError(f"unknown precision {given}; valid precisions: {', '.join(PRECISIONS)}, all")
-    return [p for p in PRECISIONS if p in names]
+    return parse_names(precisions, PRECISIONS, "precision")
 
 
 def parse_converters(converters: str | Iterable[str]) -> list[str]:
-    """Validate road names ("all" or a list / comma-separated string), in canonical order."""
-    items = converters.split(",") if isinstance(converters, str) else list(converters)
-    names = [c.strip().lower() for c in items if c.strip()]
-    if names == ["all"]:
-        return list(ROADS)
-    unknown = [c for c in names if c not in ROADS]
-    if unknown or not names:
-        given = ", ".join(map(repr, unknown)) if unknown else "none"
-        raise PayattnError(f"unknown converter {given}; valid converters: {', '.join(ROADS)}, all")
-    return [c for c in ROADS if c in names]
+    """The roads asked for (payattn.runtime.formats.ROADS: every converter but torch.onnx)."""
+    return parse_names(converters, ROADS, "converter")
