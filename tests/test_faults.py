@@ -523,7 +523,12 @@ def test_demo_force_replaces_only_its_own_outputs(ws: Path, tmp_path: Path) -> N
     assert (out / "mine.txt").read_text() == "a user's file"
     assert (out / "report" / "notes.md").read_text() == "a user's notes"
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(results) == 8 and {r["task"] for r in results} == {"mnist-5k"}  # the old lines replaced
+    # The old lines replaced: the four mechanisms, each along every road (model.onnx on ONNX
+    # Runtime, onnx2tf's and litert-torch's .tflite on LiteRT, the .pte on ExecuTorch).
+    assert len(results) == 16 and {r["task"] for r in results} == {"mnist-5k"}
+    assert {(r["artifact"]["converter"], r["runtime"]["name"]) for r in results} == {
+        ("torch.onnx", "onnxruntime"), ("onnx2tf", "litert"), ("litert-torch", "litert"),
+        ("executorch", "executorch")}
     assert (out / "report" / "report.html").is_file()
 
 
