@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
-from payattn.runtime.formats import FIRST_CONVERTER, DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT
+from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT, converter_of
 
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
 SCHEMA = RESULT.id
@@ -88,7 +88,7 @@ class Result:
     def converter(self) -> str:
         """What made the artifact; lines from before the roads name none, and came from the
         one road there was for their format."""
-        return self.get("artifact.converter") or FIRST_CONVERTER.get(self.file_format, "?")
+        return converter_of(self.data["artifact"]) or "?"
 
     @property
     def road(self) -> str:

@@ -16,10 +16,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 from payattn.mechanisms import MECHANISMS
 from payattn.report.results import DEVICE_KINDS, FORMATS, PRECISIONS, RUNTIMES, Result
+from payattn.runtime.formats import CONVERTERS
 
 DASH = "—"
-# Converters in the order of their roads, for columns and rows.
-CONVERTER_ORDER = ("onnx2tf", "litert-torch", "torch.onnx", "executorch")
 MEAN_MARK = "ᵃ"
 HARNESS_NOTE = ("harness p50 ms: the same call on a do-nothing model with the same inputs in the same "
                 "runtime, the binding's own share of every p50.")
@@ -211,7 +210,7 @@ def headline_columns(at_config: list[Result]) -> list[tuple[str, str, str]]:
     return [(d, rt, c) for d in devices(at_config)
             for rt in ordered((r.runtime for r in at_config if r.device == d), RUNTIMES)
             for c in ordered((r.converter for r in at_config if (r.device, r.runtime) == (d, rt)),
-                             CONVERTER_ORDER)]
+                             CONVERTERS)]
 
 
 def runtime_label(runtime: str, converter: str, results: list[Result]) -> str:
