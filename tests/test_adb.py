@@ -23,6 +23,7 @@ from payattn.devices import AdbDevice, AdbSettings, DeviceError, add_adb_device,
 from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
 from payattn.devices.fleet import check_device
 from payattn.runtime import validate_result
+from payattn.runtime.artifacts import sha256_file
 
 # synaptics-synap/doc, manual/nnapi.md ("Benchmarking Models with NNAPI"): current format with
 # INFO: prefixes, a one-run warm-up (`count=1 curr=…`) and the TensorFlow version. Dedented.
@@ -313,7 +314,9 @@ def test_adb_bench_command_sequence_and_results(phone, tflite_job):
     assert result["device"] == {"name": "pixel", "kind": "adb", "cpu": "GS201 (Pixel 7)", "cores": 8,
                                 "os": "Android 14", "arch": "arm64-v8a", "memory_bytes": 7857140 * 1024,
                                 "emulated": None}
-    assert result["runtime"] == {"name": "benchmark_model", "version": "2.15.0", "graph_optimization": None}
+    assert result["runtime"] == {"name": "benchmark_model", "version": "2.15.0", "graph_optimization": None,
+                                 "sha256": sha256_file(Path(spec.benchmark_model))}
+    assert result["accelerator"] == "cpu" and "delegation" not in result
     assert result["mechanism"] == "standard" and result["artifact"]["path"] == tflite_job["artifacts"][0]["path"]
     assert (result["threads"], result["warmup_runs"], result["runs"]) == (1, 1, 520)
     assert result["latency_ms"]["mean"] == pytest.approx(1.88574) and result["latency_ms"]["p50"] is None

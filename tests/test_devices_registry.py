@@ -146,8 +146,10 @@ def test_hand_edited_files_give_clear_errors(devices):
     devices.write_text('[devices.pi4]\nkind = "ssh"\n')
     with pytest.raises(PayattnError, match='needs host = "HOST"'):
         list_devices(devices)
-    devices.write_text('[devices.phone]\nkind = "adb"\nserial = "X"\n')
-    with pytest.raises(PayattnError, match="needs benchmark_model"):
+    devices.write_text('[devices.phone]\nkind = "adb"\nserial = "X"\n')  # LiteRT's prebuilt, on first use
+    assert list_devices(devices)[1].benchmark_model is None
+    devices.write_text('[devices.phone]\nkind = "adb"\nserial = "X"\nbenchmark_model_sha256 = "abc"\n')
+    with pytest.raises(PayattnError, match="benchmark_model_sha256 must be 64 hex digits"):
         list_devices(devices)
     devices.write_text('[devices.local]\nkind = "ssh"\nhost = "pi"\n')
     with pytest.raises(PayattnError, match="reserved"):

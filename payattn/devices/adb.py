@@ -6,6 +6,12 @@ each artifact × thread count is one `benchmark_model --graph=… --num_threads=
 --num_runs=…` run, optionally pinned with `taskset MASK` and with --use_xnnpack set. Its output
 is parsed (payattn.devices.benchmark_model) into the same result lines as every other device;
 device facts come from getprop, /proc/meminfo and /sys/devices/system/cpu/possible.
+
+Without a binary of the user's, LiteRT's prebuilt one is fetched once (payattn.devices.prebuilt)
+and its sha256 recorded in the registry; a later run whose cached file differs is refused. Each
+accelerator asked for is its own run: cpu (XNNPACK, the tool's default) or gpu (`--use_gpu=true`,
+precision loss off unless asked), and a gpu line carries how much of the graph the delegate took,
+from the tool's own lines; a run where it took nothing writes no line, and the bench says so.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Optional
 
 from payattn.devices.base import (
     DEFAULT_TIMEOUT_S,
@@ -29,8 +35,11 @@ from payattn.devices.base import (
     load_job_artifacts,
     stream_process,
 )
-from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
-from payattn.devices.registry import DeviceSpec
+from payattn.devices.benchmark_model import (GPU_NOT_APPLIED, BenchmarkModelParseError, parse_benchmark_model,
+                                             parse_gpu_delegation)
+from payattn.devices.prebuilt import LITERT_VERSION, FetchSettings, cache_path, ensure_benchmark_model
+from payattn.devices.registry import DeviceSpec, record_benchmark_model
+from payattn.errors import PayattnError
 from payattn.runtime import RuntimeJobError, validate_result
 from payattn.runtime.artifacts import sha256_file
 from payattn.runtime.profile import parse_benchmark_model as parse_op_profile
@@ -40,7 +49,8 @@ DEFAULT_REMOTE_DIR = "/data/local/tmp/payattn"
 SECTION = "==payattn=="
 BUILD_HINT = ("build it with `bazel build -c opt --config=android_arm64 "
               "//tensorflow/lite/tools/benchmark:benchmark_model` or download TensorFlow's prebuilt "
-              "android_aarch64_benchmark_model, then re-add the device with --benchmark-model PATH")
+              "android_aarch64_benchmark_model, then re-add the device with --benchmark-model PATH "
+              "(or without it, on an arm64 phone, to use LiteRT's prebuilt)")
 # benchmark_model feeds the model inputs of its own and prints only timings, and payattn ships
 # nothing else to the phone, so outputs cannot be compared with PyTorch's there.
 ANDROID_PARITY = ("on-device parity is not available on Android: payattn runs only TFLite's "
@@ -51,12 +61,18 @@ ANDROID_PARITY = ("on-device parity is not available on Android: payattn runs on
 @dataclass(frozen=True)
 class AdbSettings:
     """How to drive the phone: the adb executable, XNNPACK on/off (None: the tool's default),
-    the folder on the phone, and how long one benchmark_model run may take."""
+    the folder on the phone, how long one benchmark_model run may take, the accelerators to
+    run on (cpu, gpu), whether the GPU may compute in fp16, how to fetch LiteRT's prebuilt
+    binary, and the registry to record it in."""
 
     adb: str = "adb"
     use_xnnpack: bool | None = None
     remote_dir: str = DEFAULT_REMOTE_DIR
     timeout: float = DEFAULT_TIMEOUT_S
+    accelerators: tuple[str, ...] = ("cpu",)
+    gpu_precision_loss: bool = False
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    devices_file: Optional[Path] = None
 
 
 def parse_getprop(text: str) -> dict[str, str]:
@@ -160,14 +176,16 @@ class AdbDevice:
         soc = props.get("ro.soc.model") or props.get("ro.board.platform") or props.get("ro.hardware") or "unknown"
         model = props.get("ro.product.model")
         release = props.get("ro.build.version.release")
+        arch = props.get("ro.product.cpu.abi", "unknown")
+        binary = self.spec.benchmark_model or str(cache_path(arch, self.settings.fetch))
         return {
-            "arch": props.get("ro.product.cpu.abi", "unknown"),
+            "arch": arch,
             "cpu": f"{soc} ({model})" if model else soc,
             "cores": parse_cpu_list(possible),
             "memory_bytes": memory,
             "os": f"Android {release}" if release else "Android",
-            "benchmark_model": self.spec.benchmark_model,
-            "benchmark_model_found": Path(self.spec.benchmark_model).expanduser().is_file(),
+            "benchmark_model": binary,
+            "benchmark_model_found": Path(binary).expanduser().is_file(),
         }
 
     def device_info(self, facts: dict) -> dict[str, Any]:
@@ -211,9 +229,9 @@ class AdbDevice:
             raise DeviceError(self.spec.name, ANDROID_PARITY)
         started = time.perf_counter()
         run = BenchRun(device=self.spec.name)
-        binary = Path(self.spec.benchmark_model).expanduser()
-        if not binary.is_file():
-            raise DeviceError(self.spec.name, f"benchmark_model not found at {binary}; {BUILD_HINT}")
+        own = Path(self.spec.benchmark_model).expanduser() if self.spec.benchmark_model else None
+        if own is not None and not own.is_file():
+            raise DeviceError(self.spec.name, f"benchmark_model not found at {own}; {BUILD_HINT}")
         if "litert" not in job["runtimes"]:
             raise DeviceError(self.spec.name, "an adb device runs .tflite artifacts with benchmark_model; "
                                               "include the litert runtime in the bench")
@@ -228,6 +246,7 @@ class AdbDevice:
                                               "outputs and pass them to the bench")
         facts = self.probe()
         device = self.device_info(facts)
+        binary, binary_sha, binary_version = self.benchmark_binary(facts["arch"], log)
         remote_binary = self.remote / "benchmark_model"
         files = [(binary, remote_binary)]
         remote_of = {}
@@ -237,31 +256,76 @@ class AdbDevice:
         run.bytes_copied = self.sync(files, log)
         self.shell(f"chmod 755 {shlex.quote(str(remote_binary))}", "making benchmark_model executable")
         commit = job.get("git_commit")  # set once, by build_job
+        runtime = {"name": "benchmark_model", "version": binary_version, "graph_optimization": None,
+                   "sha256": binary_sha}
+        not_applied: list[str] = []
         for threads in job["threads"]:
             for artifact in artifacts:
-                text = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, log,
-                                           measured=len(run.results))
-                try:
-                    parsed = parse_benchmark_model(text)
-                except BenchmarkModelParseError as exc:
-                    raise DeviceError(self.spec.name, f"could not read benchmark_model's output for "
-                                                      f"{artifact.path.name} ({exc}); last line: "
-                                                      f"{last_error_line(text.splitlines())}") from None
-                result = self._result(artifact, parsed, threads, device, commit)
-                if job.get("profile"):  # a run of its own: op profiling slows the timed one
-                    profiled = self._run_benchmark(remote_binary, remote_of[artifact.path], threads, job, log,
-                                                   measured=len(run.results), profile=True)
-                    result["profile"] = parse_op_profile(profiled, job["runs"])
-                    validate_result(result)
-                run.results.append(result)
-                if on_result is not None:
-                    on_result(result)
+                for accelerator in self.settings.accelerators:
+                    graph = remote_of[artifact.path]
+                    text = self._run_benchmark(remote_binary, graph, threads, job, log,
+                                               measured=len(run.results), accelerator=accelerator)
+                    delegation = parse_gpu_delegation(text) if accelerator == "gpu" else None
+                    if delegation is not None and delegation.status == "none":
+                        not_applied.append(f"{artifact.path.name} at {threads} thread(s): {delegation.evidence}")
+                        log(f"{self.spec.name}: {artifact.path.name} gpu: not measured, the GPU delegate "
+                            f"was not applied ({delegation.evidence})")
+                        continue
+                    if delegation is not None and delegation.status == "partial":
+                        log(f"{self.spec.name}: {artifact.path.name} gpu: the delegate took part of the "
+                            f"graph ({delegation.evidence}); the rest runs on the CPU")
+                    result = self._result(artifact, self._parse(text, artifact), threads, device, commit,
+                                          runtime, accelerator, delegation)
+                    if job.get("profile"):  # a run of its own: op profiling slows the timed one
+                        profiled = self._run_benchmark(remote_binary, graph, threads, job, log,
+                                                       measured=len(run.results), profile=True,
+                                                       accelerator=accelerator)
+                        result["profile"] = parse_op_profile(profiled, job["runs"])
+                        validate_result(result)
+                    run.results.append(result)
+                    if on_result is not None:
+                        on_result(result)
         run.seconds = time.perf_counter() - started
+        if not_applied:
+            raise DeviceError(self.spec.name, f"the GPU delegate was not applied in {len(not_applied)} run(s), "
+                                              f"so they have no gpu line ({'; '.join(not_applied)}); the "
+                                              f"{len(run.results)} line(s) measured are kept; `payattn "
+                                              "inspect` shows each file's GPU compatibility")
         return run
 
+    def benchmark_binary(self, abi: str, log: Log) -> tuple[Path, str, str]:
+        """The binary to push, its sha256 and version: the user's, or LiteRT's prebuilt, fetched
+        once and checked against the sha256 the registry recorded when it was first used."""
+        if self.spec.benchmark_model:
+            path = Path(self.spec.benchmark_model).expanduser()
+            return path, sha256_file(path), "unknown"
+        try:
+            prebuilt = ensure_benchmark_model(abi, self.settings.fetch, lambda line: log(f"{self.spec.name}: {line}"))
+        except PayattnError as exc:
+            raise DeviceError(self.spec.name, str(exc)) from None
+        recorded, name = self.spec.benchmark_model_sha256, self.spec.name
+        if recorded is not None and self.spec.benchmark_model_version == prebuilt.version \
+                and recorded != prebuilt.sha256:
+            raise DeviceError(name, f"the cached benchmark_model {prebuilt.path} has sha256 {prebuilt.sha256[:16]}…, "
+                                    f"not the {recorded[:16]}… recorded when it was first used; refused: delete "
+                                    f"it, then `payattn devices remove {name}` and add the phone again to trust "
+                                    "a new one")
+        if recorded is None or self.spec.benchmark_model_version != prebuilt.version:
+            record_benchmark_model(name, prebuilt.version, prebuilt.sha256, self.settings.devices_file)
+        return prebuilt.path, prebuilt.sha256, f"litert-{prebuilt.version}"
+
+    def _parse(self, text: str, artifact) -> Any:
+        try:
+            return parse_benchmark_model(text)
+        except BenchmarkModelParseError as exc:
+            raise DeviceError(self.spec.name, f"could not read benchmark_model's output for "
+                                              f"{artifact.path.name} ({exc}); last line: "
+                                              f"{last_error_line(text.splitlines())}") from None
+
     def benchmark_argv(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
-                       profile: bool = False) -> str:
-        """The shell command for one run, in the harness's settings (`profile`: with op profiling)."""
+                       profile: bool = False, accelerator: str = "cpu") -> str:
+        """The shell command for one run, in the harness's settings (`profile`: with op profiling;
+        `accelerator` gpu: the GPU delegate, fp32 unless precision loss was asked for)."""
         parts = []
         if self.spec.cpu_mask:
             parts += ["taskset", self.spec.cpu_mask]
@@ -270,12 +334,15 @@ class AdbDevice:
                   f"--num_runs={job['runs']}", f"--min_secs={job['min_seconds']}"]
         if self.settings.use_xnnpack is not None:
             parts.append(f"--use_xnnpack={'true' if self.settings.use_xnnpack else 'false'}")
+        if accelerator == "gpu":
+            parts += ["--use_gpu=true",
+                      f"--gpu_precision_loss_allowed={'true' if self.settings.gpu_precision_loss else 'false'}"]
         if profile:
             parts.append("--enable_op_profiling=true")
         return " ".join(shlex.quote(p) for p in parts)
 
     def _run_benchmark(self, binary: PurePosixPath, graph: PurePosixPath, threads: int, job: dict,
-                       log: Log, measured: int, profile: bool = False) -> str:
+                       log: Log, measured: int, profile: bool = False, accelerator: str = "cpu") -> str:
         lines: list[str] = []
 
         def keep(line: str) -> None:
@@ -283,7 +350,7 @@ class AdbDevice:
             if "count=" in line or "Inference timings" in line:
                 log(f"{self.spec.name}: {graph.name} {threads} thread(s): {line.strip()}")
 
-        command = self.benchmark_argv(binary, graph, threads, job, profile)
+        command = self.benchmark_argv(binary, graph, threads, job, profile, accelerator)
         outcome = stream_process([self.settings.adb, "-s", self.spec.serial, "shell", command],
                                  on_stdout=keep, on_stderr=keep, timeout=self.settings.timeout)
         kept = f" ({measured} result(s) measured before it are kept)" if measured else ""
@@ -292,6 +359,8 @@ class AdbDevice:
             raise DeviceError(self.spec.name, f"benchmark_model on {graph.name} did not finish within "
                                               f"{self.settings.timeout:.0f} s and was stopped{kept}; "
                                               "raise the timeout")
+        if outcome.returncode != 0 and accelerator == "gpu" and any(m in text for m in GPU_NOT_APPLIED):
+            return text  # the caller says the delegate was not applied, in the tool's words
         if outcome.returncode != 0:
             if "inaccessible or not found" in text or "No such file" in text or outcome.returncode == 127:
                 raise DeviceError(self.spec.name, f"benchmark_model could not be started on the phone "
@@ -305,16 +374,19 @@ class AdbDevice:
                                               f"{last_error_line(lines)}{kept}")
         return text
 
-    def _result(self, artifact, parsed, threads: int, device: dict, commit: str | None) -> dict[str, Any]:
+    def _result(self, artifact, parsed, threads: int, device: dict, commit: str | None, runtime: dict,
+                accelerator: str, delegation) -> dict[str, Any]:
         first_ms = parsed.first_inference_ms
         if parsed.init_ms is None or first_ms is None:
             raise DeviceError(self.spec.name, f"benchmark_model printed no 'Inference timings in us' line for "
                                               f"{artifact.path.name}; use a newer benchmark_model ({BUILD_HINT})")
         result = {
             **artifact_fields(artifact, commit),
-            "runtime": {"name": "benchmark_model", "version": parsed.version or "unknown",
-                        "graph_optimization": None},
+            "runtime": {**runtime, "version": parsed.version if runtime["version"] == "unknown" and parsed.version
+                        else runtime["version"]},
             "device": device,
+            "accelerator": accelerator,
+            **({"delegation": delegation.to_json()} if delegation is not None else {}),
             "threads": threads,
             "warmup_runs": parsed.warmup.count if parsed.warmup is not None else 0,
             "runs": parsed.inference.count,

@@ -147,3 +147,62 @@ def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
         peak_memory_bytes=peak_bytes,
         version=version.group(1) if version else None,
     )
+
+
+# -- the GPU delegate: how much of the graph it took, from the tool's own lines ----------------
+GPU_REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w*Gpu\w*)\) node, "
+                           r"yielding (\d+) partitions")
+GPU_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations will run "
+                       r"on the CPU")
+GPU_UNSUPPORTED = "operations are not supported by GPU delegate:"
+UNSUPPORTED_OP = re.compile(r"^(?:ERROR: )?([A-Z][A-Z0-9_]*): (.+)$")
+# What the tool prints when the delegate was asked for and not applied.
+GPU_NOT_APPLIED = ("Failed to apply GPU delegate", "GPU acceleration is unsupported",
+                   "will not be executed by the delegate")
+
+
+@dataclass
+class GpuDelegation:
+    """What benchmark_model said of the GPU delegate: `status` full, partial or none (not
+    applied), node counts where it printed them, the operators it refused, and its own line."""
+
+    status: str
+    nodes_delegated: int | None
+    nodes_total: int | None
+    partitions: int | None
+    unsupported: list[str]
+    evidence: str
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "nodes_delegated": self.nodes_delegated,
+                "nodes_total": self.nodes_total, "partitions": self.partitions,
+                "unsupported": self.unsupported, "evidence": self.evidence}
+
+
+def parse_gpu_delegation(text: str) -> GpuDelegation:
+    """Read a `--use_gpu=true` run's log: was the GPU delegate applied, and to how much?"""
+    lines = [line.strip() for line in text.splitlines()]
+    unsupported: list[str] = []
+    replacing = split = failed = None
+    in_list = False
+    for line in lines:
+        if GPU_UNSUPPORTED in line:
+            in_list = True
+            continue
+        op = UNSUPPORTED_OP.match(line)
+        if in_list and op:
+            unsupported.append(f"{op.group(1)}: {op.group(2)}")
+            continue
+        in_list = False
+        replacing = GPU_REPLACING.search(line) or replacing
+        split = GPU_SPLIT.search(line) or split
+        if failed is None and any(marker in line for marker in GPU_NOT_APPLIED):
+            failed = line
+    if failed is not None or replacing is None:
+        evidence = failed or ("no 'Replacing … with delegate (TfLiteGpuDelegateV2)' line: the GPU "
+                              "delegate took nothing")
+        return GpuDelegation("none", None, None, None, unsupported, evidence)
+    delegated, total = int(replacing.group(1)), int(replacing.group(2))
+    status = "full" if delegated == total else "partial"
+    evidence = replacing.group(0) + (f"; {split.group(0)}" if split and status == "partial" else "")
+    return GpuDelegation(status, delegated, total, int(replacing.group(4)), unsupported, evidence)

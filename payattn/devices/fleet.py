@@ -10,14 +10,17 @@ from __future__ import annotations
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence, Union
 
 from payattn.devices.adb import BUILD_HINT, AdbDevice, AdbSettings
 from payattn.devices.base import DeviceError, OnResult, Log, ignore_log, load_job_artifacts
 from payattn.devices.local import LocalDevice
+from payattn.devices.prebuilt import LITERT_VERSION, check_abi, prebuilt_url
 from payattn.devices.registry import DeviceSpec, get_device
+from payattn.errors import PayattnError
+from payattn.runtime.artifacts import sha256_file
 from payattn.devices.ssh import DEFAULT_PYTHON, SshDevice, SshSettings
 from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.results import append_results, check_results_file
@@ -89,9 +92,13 @@ def check_device(name: str, *, devices_file: Path | None = None, ssh: SshSetting
                  adb: AdbSettings = AdbSettings()) -> DeviceCheck:
     """Probe a device (architecture, CPU, cores, memory, OS, runtimes) and say what it lacks."""
     spec = get_device(name, devices_file)
+    adb = replace(adb, devices_file=adb.devices_file or devices_file)
     with open_device(spec, ssh=ssh, adb=adb) as device:
         facts = device.probe()
     check = DeviceCheck(name=spec.name, kind=spec.kind, target=spec.target, facts=facts)
+    if spec.kind == "adb" and spec.benchmark_model is None:
+        _check_prebuilt(check, spec, facts, adb)
+        return check
     if spec.kind == "adb":
         _check_benchmark_model(check, facts)
         return check
@@ -129,6 +136,24 @@ def check_harness_facts(check: DeviceCheck, facts: dict, python: str) -> None:
             "install there, and re-add the device with --python ~/payattn-venv/bin/python)")
 
 
+def _check_prebuilt(check: DeviceCheck, spec: DeviceSpec, facts: dict, adb: AdbSettings) -> None:
+    """LiteRT's prebuilt binary: one for this ABI, cached or not, unchanged since first used."""
+    try:
+        check_abi(facts["arch"])
+    except PayattnError as exc:
+        check.problems.append(str(exc))
+        return
+    binary = Path(facts["benchmark_model"])
+    if not facts["benchmark_model_found"]:
+        where = f"fetched on the first bench from {prebuilt_url(facts['arch'], adb.fetch)}"
+        check.notes.append(f"LiteRT {LITERT_VERSION}'s prebuilt benchmark_model is not cached yet: {where}")
+        return
+    recorded = spec.benchmark_model_sha256
+    if recorded and spec.benchmark_model_version == LITERT_VERSION and sha256_file(binary) != recorded:
+        check.problems.append(f"the cached {binary} differs from the benchmark_model first used (sha256 "
+                              f"{recorded[:16]}…); delete it and re-add the device to trust a new one")
+
+
 def _check_benchmark_model(check: DeviceCheck, facts: dict) -> None:
     binary = Path(facts["benchmark_model"])
     if not facts["benchmark_model_found"]:
@@ -164,6 +189,7 @@ def run_on_devices(
     Unknown device names fail before anything runs, and so does an artifact that is missing or
     does not match its manifest."""
     specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
+    adb = replace(adb, devices_file=adb.devices_file or devices_file)  # where a phone's binary is recorded
     load_job_artifacts(job)
     if results_file is not None:
         results_file = check_results_file(results_file, log)

@@ -12,24 +12,28 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from payattn.errors import PayattnError
 
 LOCAL = "local"
+_RECORD_LOCK = threading.Lock()
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 HOST_PATTERN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
 MASK_PATTERN = re.compile(r"^(?:0x)?[0-9A-Fa-f]+$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
     """One registry entry. SSH fields: host, user, port, identity, known_hosts (a host-key file
     used instead of the user's, for boards whose key is generated, like the emulated Pi), python; ADB: serial,
-    benchmark_model (a path on this machine, pushed to the phone), cpu_mask (for taskset)."""
+    benchmark_model (a path on this machine, pushed to the phone; absent: LiteRT's prebuilt,
+    fetched on first use, whose version and sha256 are then recorded), cpu_mask (for taskset)."""
 
     name: str
     kind: str
@@ -42,6 +46,8 @@ class DeviceSpec:
     serial: str | None = None
     benchmark_model: str | None = None
     cpu_mask: str | None = None
+    benchmark_model_version: str | None = None
+    benchmark_model_sha256: str | None = None
 
     @property
     def target(self) -> str:
@@ -150,7 +156,8 @@ def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
 
 def _check_entry(spec: DeviceSpec, where: str) -> None:
     """Reject a hand-edited entry that could not work, naming the missing or wrong key."""
-    for key in ("user", "identity", "known_hosts", "python", "cpu_mask", "host", "serial", "benchmark_model"):
+    for key in ("user", "identity", "known_hosts", "python", "cpu_mask", "host", "serial", "benchmark_model",
+                "benchmark_model_version", "benchmark_model_sha256"):
         if getattr(spec, key) is not None and not isinstance(getattr(spec, key), str):
             raise PayattnError(f"{where}: {key} must be a string in quotes")
     if spec.kind == "ssh":
@@ -169,8 +176,12 @@ def _check_entry(spec: DeviceSpec, where: str) -> None:
             raise PayattnError(f"{where}: an adb device needs serial = \"SERIAL\" (see `adb devices`)")
         if spec.serial.startswith("-") or any(c.isspace() for c in spec.serial):
             raise PayattnError(f"{where}: serial {spec.serial!r} is not an adb serial; copy it from `adb devices`")
-        if not isinstance(spec.benchmark_model, str) or not spec.benchmark_model:
-            raise PayattnError(f"{where}: an adb device needs benchmark_model = \"/path/to/benchmark_model\"")
+        if spec.benchmark_model == "":
+            raise PayattnError(f"{where}: benchmark_model must be a path; leave it out to use LiteRT's prebuilt")
+        sha = spec.benchmark_model_sha256
+        if sha is not None and not SHA256_PATTERN.match(sha):
+            raise PayattnError(f"{where}: benchmark_model_sha256 must be 64 hex digits; delete the line "
+                               "to fetch and record it again")
         if spec.cpu_mask is not None and not MASK_PATTERN.match(spec.cpu_mask):
             raise PayattnError(f"{where}: cpu_mask must be a hex taskset mask such as \"f0\"")
     else:
@@ -220,9 +231,8 @@ def add_device(
                               python=python, path=path)
     if identity or known_hosts or python:
         raise PayattnError("--identity, --known-hosts and --python are for --ssh devices")
-    if benchmark_model is None:
-        raise PayattnError("an --adb device needs --benchmark-model PATH (TFLite's benchmark_model binary)")
-    return add_adb_device(name, adb, benchmark_model=str(benchmark_model), cpu_mask=cpu_mask, path=path)
+    return add_adb_device(name, adb, benchmark_model=str(benchmark_model) if benchmark_model else None,
+                          cpu_mask=cpu_mask, path=path)
 
 
 def add_ssh_device(
@@ -260,16 +270,17 @@ def add_adb_device(
     name: str,
     serial: str,
     *,
-    benchmark_model: str,
+    benchmark_model: str | None = None,
     cpu_mask: str | None = None,
     path: Path | None = None,
 ) -> DeviceSpec:
-    """Register `name` as an Android phone reached with `adb -s SERIAL`."""
+    """Register `name` as an Android phone reached with `adb -s SERIAL`; without a
+    benchmark_model, LiteRT's prebuilt one is fetched on first use."""
     validate_name(name)
     if not serial or any(c.isspace() for c in serial):
         raise PayattnError(f"invalid adb serial {serial!r}; copy it from the first column of `adb devices`")
-    binary = Path(benchmark_model).expanduser()
-    if not binary.is_file():
+    binary = Path(benchmark_model).expanduser() if benchmark_model else None
+    if binary is not None and not binary.is_file():
         raise PayattnError(
             f"benchmark_model binary {benchmark_model} does not exist; build it with `bazel build -c opt "
             "--config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model` or download "
@@ -279,10 +290,23 @@ def add_adb_device(
         raise PayattnError(f"invalid CPU mask {cpu_mask!r}: give a hex taskset mask such as f0 "
                            "(the big cores on many phones)")
     spec = DeviceSpec(
-        name=name, kind="adb", serial=serial, benchmark_model=str(binary.resolve()), cpu_mask=cpu_mask
-    )
+        name=name, kind="adb", serial=serial, benchmark_model=str(binary.resolve()) if binary else None,
+        cpu_mask=cpu_mask)
     _store_new(spec, path)
     return spec
+
+
+def record_benchmark_model(name: str, version: str, sha256: str, path: Path | None = None) -> DeviceSpec:
+    """Record the prebuilt benchmark_model a phone first ran, so a changed file is noticed."""
+    path = Path(path) if path is not None else default_devices_file()
+    with _RECORD_LOCK:  # phones bench at once, each on its own thread
+        registry = load_registry(path)
+        if name not in registry:
+            raise PayattnError(f"no device named {name!r} in {path}; add it with `payattn devices add`")
+        registry[name] = replace(registry[name], benchmark_model_version=version,
+                                 benchmark_model_sha256=sha256)
+        write_registry(registry, path)
+    return registry[name]
 
 
 def remove_device(name: str, path: Path | None = None) -> DeviceSpec:
