@@ -181,7 +181,7 @@ def _stream(opener: urllib.request.OpenerDirector, url: str, out, settings: Fetc
     except http.client.IncompleteRead:
         raise PayattnError(f"the download of {url} was cut short; nothing was cached ({fix})") from None
     except (TimeoutError, socket.timeout):
-        raise PayattnError(f"{url} sent nothing for {settings.stall_seconds:.0f} s; stopped, nothing "
+        raise PayattnError(f"{url} sent nothing for {settings.stall_seconds:g} s; stopped, nothing "
                            f"was cached ({fix})") from None
     except urllib.error.HTTPError as exc:
         raise PayattnError(f"{url} answered HTTP {exc.code} ({exc.reason}): no benchmark_model for "
@@ -192,7 +192,7 @@ def _stream(opener: urllib.request.OpenerDirector, url: str, out, settings: Fetc
             raise PayattnError(f"the certificate of {urlsplit(url).hostname} is not trusted "
                                f"({reason.verify_message}); pass its CA with --ca-file PEM") from None
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise PayattnError(f"{url} did not answer within {settings.stall_seconds:.0f} s ({fix})") from None
+            raise PayattnError(f"{url} did not answer within {settings.stall_seconds:g} s ({fix})") from None
         raise PayattnError(f"cannot fetch {url}: {reason} ({fix})") from None
     except OSError as exc:  # a reset connection, a full disk
         raise PayattnError(f"fetching {url} failed: {exc} ({fix})") from None
