@@ -20,7 +20,7 @@ from schema_check import assert_valid
 from tiny_artifacts import write_manifest
 
 from payattn.devices import AdbDevice, AdbSettings, DeviceError, add_adb_device, get_device, run_on_devices
-from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model
+from payattn.devices.benchmark_model import BenchmarkModelParseError, parse_benchmark_model, parse_gpu_delegation
 from payattn.devices.fleet import check_device
 from payattn.runtime import validate_result
 from payattn.runtime.artifacts import sha256_file
@@ -122,6 +122,54 @@ OLD_2018 = textwrap.dedent("""\
     count=15 first=66753 curr=66800 min=66699 max=66838 avg=66767.6 std=39
 
     Average inference timings in us: Warmup: 76605.9, Init: 9933, no stats: 66767.6
+    """)
+
+# The same ChromeOS notes, GPU run (`--use_gpu=true --gpu_backend=cl`): the delegate takes the
+# whole graph. Verbatim lines as the notes quote them.
+GPU_FULL = textwrap.dedent("""\
+    INFO: Created TensorFlow Lite delegate for GPU.
+    VERBOSE: Replacing 58 out of 58 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 1 partitions for the whole graph.
+    INFO: Initialized OpenCL-based API.
+    INFO: Created 1 GPU delegate kernels.
+    INFO: Explicitly applied GPU delegate, and the model graph will be completely executed by the delegate.
+    INFO: Initialized session in 842.225ms.
+    INFO: count=13 first=115098 curr=36666 min=32079 max=115098 avg=40199.8 std=21694
+    INFO: count=1694 first=35688 curr=33419 min=30394 max=42335 avg=35134.9 std=1733
+    INFO: Inference timings in us: Init: 842225, First inference: 115098, Warmup (avg): 40199.8, Inference (avg): 35134.9
+    INFO: Overall peak memory footprint (MB) via periodic monitoring: 74.6641
+    """)
+
+# GPU partly delegated. No public log of a whole such benchmark_model run was found, so this is
+# two public logs joined: the delegate lines of a Qualcomm 450 (Mobilenet-SSD) log quoted in a
+# tflite-android build README, verbatim with their logcat prefixes and the older "Replacing N
+# node(s)" wording, then the timing lines of SYNAP_NNAPI above.
+GPU_PARTIAL = textwrap.dedent("""\
+    I/tflite: Initialized TensorFlow Lite runtime.
+    I/tflite: Created TensorFlow Lite delegate for GPU.
+    E/tflite: Following operations are not supported by GPU delegate:
+        CUSTOM TFLite_Detection_PostProcess: TFLite_Detection_PostProcess
+        63 operations will run on the GPU, and the remaining 1 operations will run on the CPU.
+    I/tflite: Replacing 63 node(s) with delegate (TfLiteGpuDelegateV2) node, yielding 2 partitions.
+    """) + SYNAP_NNAPI.split("INFO: The input model file size (MB): 0.497264\n")[1]
+
+# The GPU delegate failing, assembled from public logs, as no whole one was found: the
+# unsupported-operator list verbatim from an iOS app's notes (TRANSPOSE_CONV version 4); the init
+# error as a Pixel 10 run's notes quote it; "Node number N (…) failed to prepare" and "Restored
+# original execution plan after delegate application failure." from a Flutter app's log (there
+# the Metal delegate, here the Android one's name); "Failed to apply GPU delegate." and
+# "Benchmarking failed." as a benchmark harness's test data quotes benchmark_model. The tool then
+# exits non-zero with no timings.
+GPU_FAILING = textwrap.dedent("""\
+    INFO: Created TensorFlow Lite delegate for GPU.
+    ERROR: Following operations are not supported by GPU delegate:
+    DEQUANTIZE:
+    TRANSPOSE_CONV: Max version supported: 3. Requested version 4.
+    123 operations will run on the GPU, and the remaining 156 operations will run on the CPU.
+    ERROR: TfLiteGpuDelegate Init: Unrecognized Write selector
+    ERROR: Node number 279 (TfLiteGpuDelegateV2) failed to prepare.
+    ERROR: Restored original execution plan after delegate application failure.
+    ERROR: Failed to apply GPU delegate.
+    Benchmarking failed.
     """)
 
 MB = 1024 * 1024
@@ -226,7 +274,10 @@ elif args[0] == "shell" and "--graph=" in args[1]:
     if done >= int(os.environ.get("FAKE_ADB_DROP_AFTER", "1000")):
         sys.exit(print("error: closed", file=sys.stderr) or 1)
     profiled = "--enable_op_profiling=true" in words and "FAKE_PROFILE_OUTPUT" in os.environ
-    sys.stderr.write(Path(os.environ["FAKE_PROFILE_OUTPUT" if profiled else "FAKE_BENCHMARK_OUTPUT"]).read_text())
+    gpu = "--use_gpu=true" in words and "FAKE_GPU_OUTPUT" in os.environ
+    output = "FAKE_PROFILE_OUTPUT" if profiled else "FAKE_GPU_OUTPUT" if gpu else "FAKE_BENCHMARK_OUTPUT"
+    sys.stderr.write(Path(os.environ[output]).read_text())
+    sys.exit(int(os.environ.get("FAKE_GPU_EXIT", "0")) if gpu else 0)
 '''
 
 # Canned values standing in for a phone's `getprop`, /proc/meminfo and CPU list.
@@ -392,3 +443,89 @@ def test_adb_profile_is_a_second_run_with_op_profiling(phone, tflite_job, tmp_pa
     validate_result(result)
     assert result["runs"] == 520 and result["profile"]["source"] == "benchmark_model"
     assert [o["op"] for o in result["profile"]["operators"]] == ["TfLiteXNNPackDelegate", "GATHER", "CAST"]
+
+
+# -- the GPU delegate -----------------------------------------------------------------------------
+
+def test_parse_gpu_delegation_from_the_tools_own_lines():
+    full = parse_gpu_delegation(GPU_FULL)
+    assert (full.status, full.nodes_delegated, full.nodes_total, full.partitions) == ("full", 58, 58, 1)
+    partial = parse_gpu_delegation(GPU_PARTIAL)
+    assert (partial.status, partial.nodes_delegated, partial.nodes_total, partial.partitions) == ("partial", 63, 64, 2)
+    assert partial.unsupported == ["CUSTOM TFLite_Detection_PostProcess: TFLite_Detection_PostProcess"]
+    assert "63 operations will run on the GPU, and the remaining 1 operations will run on the CPU" in partial.evidence
+    failing = parse_gpu_delegation(GPU_FAILING)
+    assert failing.status == "none" and failing.unsupported == ["DEQUANTIZE", "TRANSPOSE_CONV: Max version "
+                                                                "supported: 3. Requested version 4."]
+    assert failing.evidence == "ERROR: Restored original execution plan after delegate application failure."
+    assert parse_gpu_delegation(CROS_PERIODIC).status == "none"  # an XNNPACK run is no GPU run
+
+
+@pytest.fixture
+def gpu_phone(phone, tmp_path, monkeypatch):
+    """The stand-in phone answering `--use_gpu=true` runs with the log named by `answer`."""
+    def answer(text: str, exit_code: int = 0) -> None:
+        (tmp_path / "gpu.log").write_text(text)
+        monkeypatch.setenv("FAKE_GPU_OUTPUT", str(tmp_path / "gpu.log"))
+        monkeypatch.setenv("FAKE_GPU_EXIT", str(exit_code))
+    return answer
+
+
+def bench_runs(log: Path) -> list[list[str]]:
+    return [call[3].split() for call in logged(log) if call[2] == "shell" and "--graph=" in call[3]]
+
+
+def test_gpu_fully_delegated_beside_cpu(phone, gpu_phone, tflite_job):
+    gpu_phone(GPU_FULL)
+    device = AdbDevice(get_device("pixel", phone["devices"]), AdbSettings(adb=phone["adb"], accelerators=("cpu", "gpu")))
+    run = device.bench({**tflite_job, "threads": [1]})
+    runs = bench_runs(phone["log"])
+    assert ["--use_gpu=true" in w for w in runs] == [False, True] * 2
+    assert all(w[-2:] == ["--use_gpu=true", "--gpu_precision_loss_allowed=false"] for w in runs if "--use_gpu=true" in w)
+    assert [r["accelerator"] for r in run.results] == ["cpu", "gpu"] * 2
+    for result in run.results:
+        validate_result(result)
+        assert_valid(result, "result")
+    gpu = run.results[1]
+    assert gpu["latency_ms"]["mean"] == pytest.approx(35.1349) and gpu["init_ms"] == pytest.approx(842.225)
+    assert gpu["delegation"] == {"status": "full", "nodes_delegated": 58, "nodes_total": 58, "partitions": 1,
+                                 "unsupported": [], "evidence": "Replacing 58 out of 58 node(s) with delegate "
+                                 "(TfLiteGpuDelegateV2) node, yielding 1 partitions"}
+    assert run.results[0]["latency_ms"]["mean"] == pytest.approx(1.88574) and "delegation" not in run.results[0]
+
+
+def test_gpu_precision_loss_only_when_asked(phone, gpu_phone, tflite_job):
+    gpu_phone(GPU_FULL)
+    settings = AdbSettings(adb=phone["adb"], accelerators=("gpu",), gpu_precision_loss=True)
+    AdbDevice(get_device("pixel", phone["devices"]), settings).bench({**tflite_job, "threads": [1]})
+    assert [w[-1] for w in bench_runs(phone["log"])] == ["--gpu_precision_loss_allowed=true"] * 2
+
+
+def test_gpu_partly_delegated_says_so(phone, gpu_phone, tflite_job):
+    gpu_phone(GPU_PARTIAL)
+    lines: list[str] = []
+    device = AdbDevice(get_device("pixel", phone["devices"]), AdbSettings(adb=phone["adb"], accelerators=("gpu",)))
+    run = device.bench({**tflite_job, "threads": [1]}, log=lines.append)
+    assert [r["delegation"]["status"] for r in run.results] == ["partial", "partial"]
+    assert run.results[0]["delegation"]["unsupported"] == ["CUSTOM TFLite_Detection_PostProcess: "
+                                                           "TFLite_Detection_PostProcess"]
+    assert any("gpu: the delegate took part of the graph (Replacing 63 node(s)" in line for line in lines)
+
+
+@pytest.mark.parametrize("output, exit_code", [
+    (GPU_FAILING, 1),  # the tool gives up
+    (GPU_FAILING.replace("Benchmarking failed.\n", "") + SYNAP_NNAPI, 0),  # the tool times the CPU plan
+])
+def test_gpu_not_applied_writes_no_gpu_line(phone, gpu_phone, tflite_job, tmp_path, output, exit_code):
+    gpu_phone(output, exit_code)
+    results_file = tmp_path / "results.jsonl"
+    results, failures = run_on_devices(["pixel"], {**tflite_job, "threads": [1]}, results_file,
+                                       devices_file=phone["devices"],
+                                       adb=AdbSettings(adb=phone["adb"], accelerators=("cpu", "gpu")))
+    assert [r["accelerator"] for r in results] == ["cpu", "cpu"]
+    assert [json.loads(line)["accelerator"] for line in results_file.read_text().splitlines()] == ["cpu", "cpu"]
+    assert [f.device for f in failures] == ["pixel"]
+    assert failures[0].message.startswith("device 'pixel': the GPU delegate was not applied in 2 run(s), so they "
+                                          "have no gpu line (model_fp32.tflite at 1 thread(s): ERROR: Restored "
+                                          "original execution plan after delegate application failure.;")
+    assert "the 2 line(s) measured are kept" in failures[0].message

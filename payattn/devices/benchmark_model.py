@@ -150,15 +150,16 @@ def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
 
 
 # -- the GPU delegate: how much of the graph it took, from the tool's own lines ----------------
-GPU_REPLACING = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \((\w*Gpu\w*)\) node, "
+# `Replacing 58 out of 58 node(s) …` (current builds) or `Replacing 63 node(s) …` (older ones).
+GPU_REPLACING = re.compile(r"Replacing (\d+) (?:out of (\d+) )?node\(s\) with delegate \((\w*Gpu\w*)\) node, "
                            r"yielding (\d+) partitions")
 GPU_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations will run "
                        r"on the CPU")
 GPU_UNSUPPORTED = "operations are not supported by GPU delegate:"
-UNSUPPORTED_OP = re.compile(r"^(?:ERROR: )?([A-Z][A-Z0-9_]*): (.+)$")
+UNSUPPORTED_OP = re.compile(r"^(?:ERROR: )?([A-Z][A-Z0-9_]*(?: \S+)?):(.*)$")
 # What the tool prints when the delegate was asked for and not applied.
 GPU_NOT_APPLIED = ("Failed to apply GPU delegate", "GPU acceleration is unsupported",
-                   "will not be executed by the delegate")
+                   "will not be executed by the delegate", "Restored original execution plan after delegate")
 
 
 @dataclass
@@ -191,7 +192,7 @@ def parse_gpu_delegation(text: str) -> GpuDelegation:
             continue
         op = UNSUPPORTED_OP.match(line)
         if in_list and op:
-            unsupported.append(f"{op.group(1)}: {op.group(2)}")
+            unsupported.append(f"{op.group(1)}: {op.group(2).strip()}".rstrip(": "))
             continue
         in_list = False
         replacing = GPU_REPLACING.search(line) or replacing
@@ -202,7 +203,11 @@ def parse_gpu_delegation(text: str) -> GpuDelegation:
         evidence = failed or ("no 'Replacing … with delegate (TfLiteGpuDelegateV2)' line: the GPU "
                               "delegate took nothing")
         return GpuDelegation("none", None, None, None, unsupported, evidence)
-    delegated, total = int(replacing.group(1)), int(replacing.group(2))
-    status = "full" if delegated == total else "partial"
+    delegated = int(replacing.group(1))
+    total = int(replacing.group(2)) if replacing.group(2) else None
+    if total is None:
+        total = delegated + int(split.group(2)) if split else delegated
+    partitions = int(replacing.group(4))
+    status = "full" if delegated == total and partitions == 1 and not unsupported else "partial"
     evidence = replacing.group(0) + (f"; {split.group(0)}" if split and status == "partial" else "")
-    return GpuDelegation(status, delegated, total, int(replacing.group(4)), unsupported, evidence)
+    return GpuDelegation(status, delegated, total, partitions, unsupported, evidence)
