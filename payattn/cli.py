@@ -252,17 +252,17 @@ def bench(
     warmup_seconds: opt.WarmupSeconds = opt.DEFAULT_BENCH.warmup_seconds,
     timeout: opt.Timeout = opt.DEFAULT_BENCH.timeout_seconds,
     results: opt.Results = Path("results.jsonl"),
-    device: opt.Device = "local",
-    devices_file: opt.DevicesFile = None,
-    xnnpack: opt.Xnnpack = None,
-    verify_first: opt.VerifyFirst = False,
-    profile: opt.Profile = False,
+    device: opt.Device = "local", devices_file: opt.DevicesFile = None,
+    verify_first: opt.VerifyFirst = False, profile: opt.Profile = False,
+    xnnpack: opt.Xnnpack = None, accelerator: opt.Accelerators = "cpu",
+    gpu_fp16: opt.GpuFp16 = False, offline: opt.Offline = False,
+    benchmark_url: opt.BenchmarkUrl = None, ca_file: opt.CaFile = None,
 ) -> None:
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
     first and alone, then the others at once."""
     from payattn.bench import build_job
-    from payattn.devices import AdbSettings, run_on_devices
+    from payattn.devices import run_on_devices
     from payattn.pipeline import default_artifact_dirs
     from payattn.views import print_result
 
@@ -270,15 +270,15 @@ def bench(
                              warmup_runs=warmup, min_seconds=min_seconds, profile=profile,
                              warmup_seconds=warmup_seconds, timeout_seconds=timeout)
     dirs = artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism))
-    devices = opt.split_list(device, "--device")
-    runtimes = opt.split_list(runtime, "--runtime")
+    devices, runtimes = opt.split_list(device, "--device"), opt.split_list(runtime, "--runtime")
     job = build_job(list(dirs), runtimes, parse_precisions(precision), settings)
+    adb = opt.adb_settings(xnnpack, accelerator, gpu_fp16, offline, benchmark_url, ca_file)
     if verify_first:
         verify_on(job, devices, devices_file)
     say(f"{len(job['artifacts'])} artifact(s) × {len(settings.threads)} thread setting(s) "
         f"on {', '.join(devices)} → {results}")
     measured, failures = run_on_devices(devices, job, results, devices_file=devices_file,
-                                        adb=AdbSettings(use_xnnpack=xnnpack), log=log,
+                                        adb=adb, log=log,
                                         on_result=print_result)
     if not print_failures(failures, len(measured), results):
         raise typer.Exit(1)
@@ -351,7 +351,7 @@ def devices_add(
     cpu_mask: opt.CpuMask = None,
     devices_file: opt.DevicesFile = None,
 ) -> None:
-    """Register an SSH board (--ssh) or an Android phone (--adb with --benchmark-model)."""
+    """Register an SSH board (--ssh) or an Android phone (--adb; arm64: no --benchmark-model)."""
     from payattn.devices import add_device
 
     spec = add_device(name, ssh=ssh, adb=adb, identity=identity, known_hosts=known_hosts,

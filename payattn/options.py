@@ -178,6 +178,23 @@ def split_list(value: str, option: str) -> list[str]:
     return items
 
 
+def adb_settings(xnnpack: Optional[bool], accelerator: str, gpu_fp16: bool, offline: bool,
+                 benchmark_url: Optional[str], ca_file: Optional[Path]) -> Any:
+    """The phones' settings from bench's Android options, with a bar for a first download."""
+    from payattn.devices import AdbSettings
+    from payattn.devices.prebuilt import FetchSettings
+    from payattn.views import download_bar
+
+    accelerators = tuple(dict.fromkeys(split_list(accelerator, "--accelerator")))
+    unknown = [a for a in accelerators if a not in ("cpu", "gpu")]
+    if unknown:
+        raise PayattnError(f"unknown accelerator {unknown[0]!r}: --accelerator takes cpu, gpu or cpu,gpu")
+    if ca_file is not None and not ca_file.is_file():
+        raise PayattnError(f"--ca-file {ca_file} does not exist; pass a PEM file of certificates")
+    fetch = FetchSettings(base_url=benchmark_url, ca_file=ca_file, offline=offline, progress=download_bar())
+    return AdbSettings(use_xnnpack=xnnpack, accelerators=accelerators, gpu_precision_loss=gpu_fp16, fetch=fetch)
+
+
 def parse_ints(value: str, option: str) -> list[int]:
     try:
         return [int(v) for v in split_list(value, option)]
@@ -205,6 +222,20 @@ WarmupSeconds = Annotated[float, bench_option("warmup_seconds")]
 Results = Annotated[Path, typer.Option(help="Results file; lines are appended.")]
 Xnnpack = Annotated[Optional[bool], typer.Option(
     "--xnnpack/--no-xnnpack", help="Android only: benchmark_model's --use_xnnpack (default: its own).")]
+Accelerators = Annotated[str, typer.Option(
+    "--accelerator", help="Android only: comma list of cpu (XNNPACK) and gpu (benchmark_model's "
+                          "GPU delegate); each is its own result line.")]
+GpuFp16 = Annotated[bool, typer.Option(
+    "--gpu-fp16", help="Android GPU runs may compute in fp16 (--gpu_precision_loss_allowed); "
+                       "off by default, so GPU and CPU lines compare the same precision.")]
+Offline = Annotated[bool, typer.Option(
+    "--offline", help="Never download LiteRT's benchmark_model for a phone; say what to put where.")]
+BenchmarkUrl = Annotated[Optional[str], typer.Option(
+    "--benchmark-url", envvar="PAYATTN_LITERT_BINARIES_URL",
+    help="Base URL of LiteRT's prebuilt binaries (https only; default: Google's, as the LiteRT "
+         "CLI uses); VERSION/android_arm64/benchmark_model is fetched below it.")]
+CaFile = Annotated[Optional[Path], typer.Option(
+    "--ca-file", help="PEM file of certificates to trust for --benchmark-url (a private mirror).")]
 VerifyFirst = Annotated[bool, typer.Option(
     "--verify", help="First check each device's outputs against PyTorch's (as `payattn verify`); "
                      "bench only if all pass.")]
@@ -220,7 +251,8 @@ KnownHosts = Annotated[Optional[Path], typer.Option(
 Python = Annotated[Optional[str], typer.Option(help="Python on the board (default: python3).")]
 Adb = Annotated[Optional[str], typer.Option(help="Serial of an Android device (`adb devices`).")]
 BenchmarkModel = Annotated[Optional[Path], typer.Option(
-    help="TFLite's benchmark_model binary for the phone's ABI.")]
+    help="A benchmark_model binary for the phone's ABI; default: LiteRT's prebuilt (arm64 only), "
+         "fetched on the first bench.")]
 CpuMask = Annotated[Optional[str], typer.Option(help="Hex CPU mask for taskset on the phone, e.g. f0 "
                                                      "for big cores.")]
 Seed = Annotated[int, typer.Option(help="Seed for weights and batch order (same seed, same model).")]

@@ -8,10 +8,11 @@ so no column is cut at 80 characters or truncated with "…".
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -64,6 +65,24 @@ def progress_bar() -> Progress:
         TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
         console=err_console, transient=False,
     )
+
+
+def download_bar(label: str = "benchmark_model") -> Callable[[int, Optional[int]], None]:
+    """A bytes bar for a download, drawn from its first chunk and closed at its last."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: Optional[int]) -> None:
+        if "bar" not in state:
+            state["bar"] = ProgressBar(TextColumn(f"[bold]{label}"), BarColumn(), DownloadColumn(),
+                                       TransferSpeedColumn(), console=err_console, auto_refresh=False)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(label, total=total)
+        state["bar"].update(state["task"], completed=done)
+        state["bar"].refresh()
+        if total is not None and done >= total:
+            state["bar"].stop()
+
+    return update
 
 
 def eta(bar: Progress, job: Any) -> str:

@@ -7,6 +7,8 @@ phone is test_adb's stand-in adb. Nothing reaches the network.
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -203,3 +205,42 @@ def test_offline_bench_fails_in_one_line_and_keeps_the_other_devices(binaries_se
     assert len(results) == 2 and {r["device"]["name"] for r in results} == {"pixel"}
     assert [f.device for f in failures] == ["pixel-litert"] and "--offline: no benchmark_model" in failures[0].message
     assert binaries_server.requests == []
+
+
+# -- from the command line -------------------------------------------------------------------------
+
+def test_cli_add_without_binary_then_bench_cpu_and_gpu(binaries_server, phone, tflite_job, tmp_path,
+                                                       monkeypatch):
+    from test_adb import GPU_FULL
+    from typer.testing import CliRunner
+
+    from payattn.cli import app
+
+    runner = CliRunner()
+    monkeypatch.setenv("PATH", f"{Path(phone['adb']).parent}:{os.environ['PATH']}")  # the stand-in adb
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    (tmp_path / "gpu.log").write_text(GPU_FULL)
+    monkeypatch.setenv("FAKE_GPU_OUTPUT", str(tmp_path / "gpu.log"))
+    binaries_server.files[LITERT_PATH] = elf()
+    devices = ["--devices-file", str(phone["devices"])]
+    added = runner.invoke(app, ["devices", "add", "phone-cli", "--adb", "R5CT1234", *devices])
+    assert added.exit_code == 0, added.output
+    results = tmp_path / "results.jsonl"
+    bench = ["bench", str(tmp_path / "art-standard"), "--device", "phone-cli", "--runtime", "litert", "--threads", "1",
+             "--results", str(results), *devices, "--ca-file", str(binaries_server.ca_file)]
+    env = {"PAYATTN_LITERT_BINARIES_URL": binaries_server.url + "/litert/binaries"}
+
+    refused = runner.invoke(app, [*bench, "--accelerator", "cpu,npu"], env=env)
+    assert refused.exit_code == 2 and "unknown accelerator 'npu'" in refused.output
+    offline = runner.invoke(app, [*bench, "--offline"], env=env)
+    assert offline.exit_code == 1 and "--offline: no benchmark_model for LiteRT 2.3.0 arm64-v8a" in offline.output
+    assert binaries_server.requests == []
+
+    out = runner.invoke(app, [*bench, "--accelerator", "cpu,gpu"], env=env)
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    sha = sha256_file(tmp_path / "xdg-cache" / "payattn" / "benchmark_model" / "2.3.0" / "arm64-v8a" / "benchmark_model")
+    assert [(r["accelerator"], r["runtime"]["version"], r["runtime"]["sha256"]) for r in lines] == [
+        ("cpu", "litert-2.3.0", sha), ("gpu", "litert-2.3.0", sha)]
+    assert binaries_server.requests == [LITERT_PATH]
+    assert tomllib.loads(phone["devices"].read_text())["devices"]["phone-cli"]["benchmark_model_sha256"] == sha
