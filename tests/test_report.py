@@ -433,3 +433,53 @@ def test_every_road_is_a_row_and_the_fastest_verified_road_is_named(tmp_path: Pa
     assert efficient["onnx2tf → litert"][7] == "—"  # a line from before results carried parity
     fastest = md.split("Fastest verified road: ", 1)[1].split(". ", 1)[0]
     assert "efficient: litert-torch → litert fp32 (0.0500 ms)" in fastest
+
+
+# ---- the phone's GPU beside its CPU -------------------------------------------------------------
+
+def gpu_line(mech: str, mean: float, partial: bool) -> dict[str, Any]:
+    """A GPU-delegate line as payattn.devices.adb writes it (partial: the delegate took 63 of 64)."""
+    record = adb_line(mech)
+    record["accelerator"] = "gpu"
+    record["latency_ms"] = {**record["latency_ms"], "mean": mean, "min": mean * 0.8, "max": mean * 1.5}
+    nodes = 63 if partial else 64
+    record["delegation"] = {"status": "partial" if partial else "full", "nodes_delegated": nodes, "nodes_total": 64,
+                            "partitions": 2 if partial else 1, "unsupported": ["GATHER: Operation is not supported."]
+                            if partial else [], "evidence": f"Replacing {nodes} out of 64 node(s) with delegate"}
+    return record
+
+
+def test_gpu_is_a_column_beside_the_cpu_and_partial_cells_say_so(tmp_path: Path) -> None:
+    from payattn.report.results import as_results
+    from payattn.report.tables import latency_tables
+
+    cpu = [{**adb_line(m), "accelerator": "cpu"} for m in MECHANISMS]
+    gpu = [gpu_line(m, ADB_MEANS[m] / 4, partial=m == "efficient") for m in MECHANISMS]
+    table = headline_tables(synthetic_lines() + cpu + gpu)[0]
+    columns = [c for c in table.columns if c.startswith("pixel · benchmark_model")]
+    assert columns == ["pixel · benchmark_model: p50 ms (speed-up)", "pixel · benchmark_model gpu: p50 ms (speed-up)"]
+    assert table.columns.index(columns[1]) == table.columns.index(columns[0]) + 1  # side by side
+    cells = {row[0]: row[table.columns.index(columns[1])] for row in table.rows}
+    assert cells == {"standard": "0.500ᵃ (1.00×)", "optimised": "0.450ᵃ (1.11×)", "efficient": "0.250ᵃᵖ (2.00×)",
+                     "super": "0.400ᵃ (1.25×)"}
+    assert {row[0]: row[table.columns.index(columns[0])] for row in table.rows}["standard"] == "2.00ᵃ (1.00×)"
+    assert "ᵖ partial: benchmark_model's GPU delegate took only part of the graph" in table.note
+    detail = next(t for t in latency_tables(as_results(synthetic_lines() + cpu + gpu)) if "on pixel" in t.title)
+    assert [row[0] for row in detail.rows if "benchmark_model" in row[0]] == \
+        ["benchmark_model"] * 4 + ["benchmark_model gpu"] * 4
+    assert "ᵖ partial" in detail.note
+    # a CPU-only table gets no such note
+    assert "ᵖ" not in headline_tables(synthetic_lines() + cpu)[0].note
+
+
+def test_csv_carries_accelerator_delegation_and_binary(tmp_path: Path) -> None:
+    lines = synthetic_lines() + [{**gpu_line("standard", 0.5, partial=True),
+                                  "runtime": {"name": "benchmark_model", "version": "litert-2.3.0",
+                                              "graph_optimization": None, "sha256": "ab" * 32}}]
+    paths = report(write_jsonl(tmp_path / "results.jsonl", lines), tmp_path / "out")
+    with paths.csv.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["accelerator"] == "" and rows[-1]["accelerator"] == "gpu"  # older lines: absent, i.e. cpu
+    assert rows[-1]["delegation_status"] == "partial" and rows[-1]["runtime_sha256"] == "ab" * 32
+    assert json.loads(rows[-1]["delegation_unsupported"]) == ["GATHER: Operation is not supported."]
+    assert "benchmark_model gpu litert-2.3.0 (sha256 abababababab)" in paths.md.read_text(encoding="utf-8")

@@ -35,7 +35,9 @@ def _leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
 # (older lines lack them) and last in the CSV.
 ADDED = ["device.emulated", "profile.source", "profile.runs", "profile.operators", "profile.attention_share",
          "profile.note", "artifact.converter", "artifact.parity.max_abs_diff",
-         "artifact.parity.top1_agreement", "harness_ms.p50", "harness_ms.mean"]
+         "artifact.parity.top1_agreement", "harness_ms.p50", "harness_ms.mean", "runtime.sha256", "accelerator",
+         "delegation.status", "delegation.nodes_delegated", "delegation.nodes_total", "delegation.partitions",
+         "delegation.unsupported", "delegation.evidence"]
 FIELDS = [k for k in _leaves(RESULT.schema) if k not in ADDED] + ADDED
 # The long-form CSV: the contract's keys flattened, plus where the line came from and whether
 # the tables use it. The order is part of the output format; append, never reorder.
@@ -72,8 +74,16 @@ class Result:
         return self.data["device"]["name"]
 
     @property
+    def accelerator(self) -> str:
+        """cpu, or gpu (benchmark_model's GPU delegate); lines from before it existed are cpu."""
+        return self.data.get("accelerator") or "cpu"
+
+    @property
     def runtime(self) -> str:
-        return self.data["runtime"]["name"]
+        """The runtime, `benchmark_model gpu` for a GPU-delegate line: so every table keys, orders
+        and heads the GPU as a runtime of its own, beside the CPU one it is compared with."""
+        name = self.data["runtime"]["name"]
+        return name if self.accelerator == "cpu" else f"{name} {self.accelerator}"
 
     @property
     def precision(self) -> str:

@@ -22,6 +22,9 @@ DASH = "—"
 MEAN_MARK = "ᵃ"
 HARNESS_NOTE = ("harness p50 ms: the same call on a do-nothing model with the same inputs in the same "
                 "runtime, the binding's own share of every p50.")
+PARTIAL_MARK = "ᵖ"
+PARTIAL_NOTE = (f"{PARTIAL_MARK} partial: benchmark_model's GPU delegate took only part of the graph and "
+                "the rest ran on the CPU; the result line's delegation names the refused operators.")
 MEAN_NOTE = (f"{MEAN_MARK} mean: benchmark_model prints no median, so the mean stands in for p50 and "
              "a marked speed-up compares means on both sides.")
 
@@ -145,6 +148,11 @@ def typical_ms(result: Result) -> tuple[float, bool]:
     return (p50, False) if p50 is not None else (float(result.data["latency_ms"]["mean"]), True)
 
 
+def partial_mark(result: Result) -> str:
+    """ᵖ where the GPU delegate took only part of the graph, so no such cell passes for all-GPU."""
+    return PARTIAL_MARK if result.get("delegation.status") == "partial" else ""
+
+
 def ratio_stat(*results: Result | None) -> str:
     """The statistic both sides of a ratio use: p50, or the mean where any line (None: absent) has
     no median, so a ratio never mixes statistics."""
@@ -170,7 +178,7 @@ def headline(results: list[Result]) -> Table:
     # Parameters and FLOPs belong to the model, so any line of the mechanism (the newest) has them.
     newest = {m: max((r for r in results if r.mechanism == m), key=lambda r: (r.when, r.line)) for m in mechs}
     standard = newest.get("standard")
-    rows, marked = [], False
+    rows, marked, partial = [], False, False
     for m in mechs:
         row = [m]
         for device, runtime, converter in columns:
@@ -182,7 +190,8 @@ def headline(results: list[Result]) -> Table:
             ratio, means = speedup(r, base)
             marked |= means
             shown = float(r.data["latency_ms"]["mean" if means else "p50"])
-            row.append(f"{fmt_ms(shown)}{MEAN_MARK if means else ''} ({ratio})")
+            partial |= bool(partial_mark(r))
+            row.append(f"{fmt_ms(shown)}{MEAN_MARK if means else ''}{partial_mark(r)} ({ratio})")
         row += [fmt_ratio(standard.data["flops"] if standard else None, newest[m].data["flops"]),
                 fmt_accuracy(r.data["test_accuracy"] for r in at_config if r.mechanism == m),
                 f"{newest[m].data['params']:,}", f"{newest[m].data['attention_params']:,}"]
@@ -200,7 +209,8 @@ def headline(results: list[Result]) -> Table:
               "FLOP-model speed-up: standard's FLOPs over the mechanism's (payattn.cost). File sizes "
               "are in the artifacts table; other precisions and thread counts, p99 and peak memory "
               "in the detail tables."
-              + (f" {MEAN_NOTE}" if marked else "") + (f" {EMULATED_NOTE}" if emulated else "")),
+              + (f" {MEAN_NOTE}" if marked else "") + (f" {PARTIAL_NOTE}" if partial else "")
+              + (f" {EMULATED_NOTE}" if emulated else "")),
     )
 
 
@@ -256,7 +266,7 @@ def latency_tables(results: list[Result]) -> list[Table]:
     for device in devices(results):
         on_device = [r for r in results if r.device == device]
         kind = on_device[0].data["device"]["kind"]
-        rows, marked = [], False
+        rows, marked, partial = [], False, False
         for r in sorted(on_device, key=lambda r: (
                 RUNTIMES.index(r.runtime) if r.runtime in RUNTIMES else len(RUNTIMES), r.runtime,
                 PRECISIONS.index(r.precision), r.threads, MECHANISMS.index(r.mechanism))):
@@ -264,9 +274,10 @@ def latency_tables(results: list[Result]) -> list[Table]:
             ratio, ratio_is_mean = speedup(r, _at(on_device, "standard", r.config))
             p10, p90 = r.latency("p10"), r.latency("p90")
             marked |= typical_is_mean or ratio_is_mean
+            partial |= bool(partial_mark(r))
             p99, peak, harness = r.latency("p99"), r.data["peak_memory_bytes"], r.get("harness_ms.p50")
             rows.append([runtime_label(r.runtime, r.converter, on_device), r.precision, str(r.threads), r.mechanism,
-                         fmt_ms(typical) + (MEAN_MARK if typical_is_mean else ""),
+                         fmt_ms(typical) + (MEAN_MARK if typical_is_mean else "") + partial_mark(r),
                          DASH if p10 is None or p90 is None else f"{fmt_ms(p10)}–{fmt_ms(p90)}",
                          DASH if p99 is None else fmt_ms(p99),
                          ratio + (MEAN_MARK if ratio_is_mean and ratio != DASH else ""),
@@ -278,7 +289,8 @@ def latency_tables(results: list[Result]) -> list[Table]:
             title=f"{task} / {preset} on {device} ({where}): all configurations",
             columns=["runtime", "precision", "threads", "mechanism", "p50 ms", "p10–p90 ms", "p99 ms",
                      "speed-up", "peak memory", "harness p50 ms", "init ms", "runs", "measured (UTC)"],
-            rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "", HARNESS_NOTE,
+            rows=rows, note=" ".join(n for n in (MEAN_NOTE if marked else "", PARTIAL_NOTE if partial else "",
+                                                  HARNESS_NOTE,
                                                   EMULATED_NOTE if device in emulated else "") if n),
             left={0, 1, 3}))
     return tables
@@ -359,7 +371,9 @@ def conditions_table(results: list[Result]) -> Table:
         ("runtimes", lambda rs: _distinct(
             f"{r.runtime} {r.data['runtime']['version']}"
             + (f" (graph optimisation {r.data['runtime']['graph_optimization']})"
-               if r.data["runtime"]["graph_optimization"] else "") for r in rs)),
+               if r.data["runtime"]["graph_optimization"] else "")
+            + (f" (sha256 {r.data['runtime']['sha256'][:12]})" if r.get("runtime.sha256") else "")
+            for r in rs)),
         ("threads", lambda rs: _distinct(sorted({r.threads for r in rs}))),
         ("warm-up runs", lambda rs: _span([r.data["warmup_runs"] for r in rs], str)),
         ("measured runs", lambda rs: _span([r.data["runs"] for r in rs], str)),
