@@ -518,6 +518,11 @@ def test_gpu_partly_delegated_says_so(phone, gpu_phone, tflite_job):
 ])
 def test_gpu_not_applied_writes_no_gpu_line(phone, gpu_phone, tflite_job, tmp_path, output, exit_code):
     gpu_phone(output, exit_code)
+    manifest = Path(tflite_job["artifacts"][0]["manifest"])  # as export records LiteRT's analyzer
+    document = json.loads(manifest.read_text())
+    document["artifacts"][0]["gpu"] = {"compatible": False, "issues": ["TRANSPOSE_CONV: op version 4"],
+                                       "analyzer": "ai-edge-litert 2.3.0"}
+    manifest.write_text(json.dumps(document))
     results_file = tmp_path / "results.jsonl"
     results, failures = run_on_devices(["pixel"], {**tflite_job, "threads": [1]}, results_file,
                                        devices_file=phone["devices"],
@@ -527,5 +532,6 @@ def test_gpu_not_applied_writes_no_gpu_line(phone, gpu_phone, tflite_job, tmp_pa
     assert [f.device for f in failures] == ["pixel"]
     assert failures[0].message.startswith("device 'pixel': the GPU delegate was not applied in 2 run(s), so they "
                                           "have no gpu line (model_fp32.tflite at 1 thread(s): ERROR: Restored "
-                                          "original execution plan after delegate application failure.;")
+                                          "original execution plan after delegate application failure.; the "
+                                          "export's GPU check had flagged it: TRANSPOSE_CONV: op version 4;")
     assert "the 2 line(s) measured are kept" in failures[0].message

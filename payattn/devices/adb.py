@@ -96,6 +96,17 @@ def parse_cpu_list(text: str) -> int | None:
     return count or None
 
 
+def gpu_check(artifact: Any) -> str:
+    """What the export's static GPU check (the manifest's `gpu`, LiteRT's analyzer) had said."""
+    gpu = artifact.entry.get("gpu") or {}
+    if "compatible" not in gpu:
+        return ""
+    if gpu["compatible"]:
+        return "; the export's GPU check had found the file compatible"
+    issues = gpu.get("issues") or ["not compatible"]
+    return f"; the export's GPU check had flagged it: {issues[0]}"
+
+
 class AdbDevice:
     """A registered Android phone, reached with `adb -s SERIAL`."""
 
@@ -267,13 +278,14 @@ class AdbDevice:
                                                measured=len(run.results), accelerator=accelerator)
                     delegation = parse_gpu_delegation(text) if accelerator == "gpu" else None
                     if delegation is not None and delegation.status == "none":
-                        not_applied.append(f"{artifact.path.name} at {threads} thread(s): {delegation.evidence}")
+                        not_applied.append(f"{artifact.path.name} at {threads} thread(s): {delegation.evidence}"
+                                           + gpu_check(artifact))
                         log(f"{self.spec.name}: {artifact.path.name} gpu: not measured, the GPU delegate "
                             f"was not applied ({delegation.evidence})")
                         continue
                     if delegation is not None and delegation.status == "partial":
                         log(f"{self.spec.name}: {artifact.path.name} gpu: the delegate took part of the "
-                            f"graph ({delegation.evidence}); the rest runs on the CPU")
+                            f"graph ({delegation.evidence}); the rest runs on the CPU{gpu_check(artifact)}")
                     result = self._result(artifact, self._parse(text, artifact), threads, device, commit,
                                           runtime, accelerator, delegation)
                     if job.get("profile"):  # a run of its own: op profiling slows the timed one
