@@ -62,6 +62,22 @@ def test_first_fetch_with_progress_then_cache_hit(binaries_server, fetch):
     assert again == prebuilt and binaries_server.requests == [LITERT_PATH]  # a cache hit asks nothing
 
 
+def test_a_killed_fetchs_temp_file_is_removed_by_the_next(binaries_server, fetch):
+    import subprocess
+
+    settings, _ = fetch
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    folder = cache_path("arm64-v8a", settings).parent
+    folder.mkdir(parents=True)
+    leftover = folder / f".benchmark_model.payattn-{gone.pid}-k1ll3d"
+    running = folder / f".benchmark_model.payattn-{os.getpid()}-busy"  # a fetch still under way
+    leftover.write_bytes(b"half")
+    running.write_bytes(b"half")
+    prebuilt = ensure_benchmark_model("arm64-v8a", settings)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([prebuilt.path.name, running.name])
+
+
 def test_base_url_from_the_environment(binaries_server, fetch, monkeypatch):
     settings, _ = fetch
     monkeypatch.setenv(URL_ENV, binaries_server.url + "/mirror")

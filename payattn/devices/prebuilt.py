@@ -7,7 +7,8 @@ and so does payattn, for the version constraints.txt pins. The file is checked b
 ever pushed to a phone: HTTPS only (redirects too), a size bound, a deadline on a server that
 stalls, all of it or nothing (a short read is refused), and an ELF executable for the phone's
 machine. It lands in `$XDG_CACHE_HOME/payattn/benchmark_model/<version>/<abi>/` through a temp
-file and os.replace, so an interrupted fetch never leaves a half file in the cache.
+file and os.replace, so an interrupted fetch never leaves a half file in the cache; the temp
+file is named `.benchmark_model.payattn-PID-…` and a killed fetch's is removed by the next one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 from payattn.errors import PayattnError
+from payattn.files import TEMP_TAG, pid_alive
 from payattn.runtime.artifacts import sha256_file
 
 # ai-edge-litert as constraints.txt pins it (tests/test_prebuilt.py keeps the two equal).
@@ -144,7 +146,8 @@ def download(url: str, path: Path, abi: str, settings: FetchSettings) -> None:
                            "to --ca-file") from None
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _HttpsOnlyRedirects())
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{NAME}-", suffix=".part", dir=path.parent)
+    remove_killed_fetches(path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=f".{NAME}.{TEMP_TAG}-{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             _stream(opener, url, out, settings)
@@ -153,6 +156,17 @@ def download(url: str, path: Path, abi: str, settings: FetchSettings) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def remove_killed_fetches(folder: Path) -> list[Path]:
+    """Remove the temp files of fetches whose process is gone (killed mid-download)."""
+    removed = []
+    for entry in folder.glob(f".{NAME}.{TEMP_TAG}-*-*"):
+        pid = entry.name.split("-")[1]
+        if pid.isdigit() and entry.is_file() and not pid_alive(int(pid)):
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def _stream(opener: urllib.request.OpenerDirector, url: str, out, settings: FetchSettings) -> None:
