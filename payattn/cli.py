@@ -269,10 +269,10 @@ def bench(
     settings = BenchSettings(threads=tuple(opt.parse_ints(threads, "--threads")), runs=runs,
                              warmup_runs=warmup, min_seconds=min_seconds, profile=profile,
                              warmup_seconds=warmup_seconds, timeout_seconds=timeout)
+    adb = opt.adb_settings(xnnpack, accelerator, gpu_fp16, offline, benchmark_url, ca_file)
     dirs = artifact_dirs or default_artifact_dirs(artifacts, task, expand_mechanisms(mechanism))
     devices, runtimes = opt.split_list(device, "--device"), opt.split_list(runtime, "--runtime")
     job = build_job(list(dirs), runtimes, parse_precisions(precision), settings)
-    adb = opt.adb_settings(xnnpack, accelerator, gpu_fp16, offline, benchmark_url, ca_file)
     if verify_first:
         verify_on(job, devices, devices_file)
     say(f"{len(job['artifacts'])} artifact(s) × {len(settings.threads)} thread setting(s) "

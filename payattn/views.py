@@ -280,9 +280,13 @@ def result_row(result: dict[str, Any]) -> str:
     p50 = lat["p50"] if lat["p50"] is not None else lat["mean"]
     spread = (f"p10–p90 {lat['p10']:.3f}–{lat['p90']:.3f}" if lat["p10"] is not None
               else f"mean {lat['mean']:.3f}")
-    return (f"{result['device']['name']:<10} {result['runtime']['name']:<15} "
+    runtime = result["runtime"]["name"] + (" gpu" if result.get("accelerator") == "gpu" else "")
+    delegation = result.get("delegation") or {}
+    partial = (f"  GPU took {delegation['nodes_delegated']} of {delegation['nodes_total']} nodes"
+               if delegation.get("status") == "partial" else "")
+    return (f"{result['device']['name']:<10} {runtime:<15} "
             f"{result['artifact']['precision']:<13} {result['threads']}t {result['mechanism']:<10} "
-            f"p50 {p50:8.3f} ms  {spread} ms  runs {result['runs']}")
+            f"p50 {p50:8.3f} ms  {spread} ms  runs {result['runs']}{partial}")
 
 
 def print_failures(failures: list[Any], measured: int, results: Path) -> bool:

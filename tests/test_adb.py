@@ -510,6 +510,10 @@ def test_gpu_partly_delegated_says_so(phone, gpu_phone, tflite_job):
     assert run.results[0]["delegation"]["unsupported"] == ["CUSTOM TFLite_Detection_PostProcess: "
                                                            "TFLite_Detection_PostProcess"]
     assert any("gpu: the delegate took part of the graph (Replacing 63 node(s)" in line for line in lines)
+    from payattn.views import result_row
+
+    assert result_row(run.results[0]).endswith("runs 520  GPU took 63 of 64 nodes")
+    assert "benchmark_model gpu" in result_row(run.results[0])
 
 
 @pytest.mark.parametrize("output, exit_code", [

@@ -259,4 +259,5 @@ def test_cli_add_without_binary_then_bench_cpu_and_gpu(binaries_server, phone, t
     assert [(r["accelerator"], r["runtime"]["version"], r["runtime"]["sha256"]) for r in lines] == [
         ("cpu", "litert-2.3.0", sha), ("gpu", "litert-2.3.0", sha)]
     assert binaries_server.requests == [LITERT_PATH]
+    assert "benchmark_model gpu" in out.output and "phone-cli  benchmark_model " in out.output
     assert tomllib.loads(phone["devices"].read_text())["devices"]["phone-cli"]["benchmark_model_sha256"] == sha
