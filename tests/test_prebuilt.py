@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from https_fixture import LITERT_PATH, binaries_server, elf  # noqa: F401  (a fixture)
+from https_fixture import LITERT_PATH, elf
 from test_adb import GETPROP, logged, phone, tflite_job  # noqa: F401  (fixtures)
 
 from payattn.devices import AdbDevice, AdbSettings, DeviceError, add_adb_device, get_device, run_on_devices

@@ -37,7 +37,7 @@ from payattn.devices.base import (
 )
 from payattn.devices.benchmark_model import (GPU_NOT_APPLIED, BenchmarkModelParseError, parse_benchmark_model,
                                              parse_gpu_delegation)
-from payattn.devices.prebuilt import LITERT_VERSION, FetchSettings, cache_path, ensure_benchmark_model
+from payattn.devices.prebuilt import FetchSettings, cache_path, ensure_benchmark_model
 from payattn.devices.registry import DeviceSpec, record_benchmark_model
 from payattn.errors import PayattnError
 from payattn.runtime import RuntimeJobError, validate_result
