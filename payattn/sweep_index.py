@@ -36,10 +36,10 @@ def fix_for(path: Path) -> str:
 def read_index(out: Path) -> dict[str, Any]:
     """The checked sweep index of `out` (a sweep folder or its sweep.json)."""
     path = Path(out)
-    path = path / INDEX if path.is_dir() else path
+    path = path if path.name == INDEX and not path.is_dir() else path / INDEX
     if not path.exists():
-        raise PayattnError(f"{path} does not exist, so {path.parent} is no sweep folder; pass the "
-                           "folder `payattn sweep --out` wrote, or run `payattn sweep` to create it")
+        raise PayattnError(f"cannot read the sweep index {path}: it does not exist; pass the folder "
+                           "`payattn sweep --out` wrote, or run `payattn sweep` to create it")
     document = read_json(path, "sweep index", fix_for(path))
     if document.get("schema") != SCHEMA:
         raise PayattnError(f"{path} is not a {SCHEMA} sweep index (its schema is "

@@ -85,7 +85,7 @@ BAD_POINTS = json.dumps({"schema": "payattn.sweep/1", "payattn_version": "0",
 @pytest.mark.parametrize("command", ["sweep", "report"])
 @pytest.mark.parametrize("text, words", [
     (BAD_POINTS, "'points' must be a list, got int"),
-    (BAD_POINTS[:40], "is not valid JSON"),
+    (BAD_POINTS[:40], "not valid JSON"),
     (BAD_POINTS.replace('"points": 5', '"points": [{"id": "a", "variant": "..", "run_dir": "../../etc",'
                         ' "mechanism": "standard", "seed": 0, "setting": {}, "status": "done"}]'),
      "is not a folder inside the sweep"),

@@ -19,7 +19,7 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimate, SweepRun, accuracies,
                                    setting_label, settings, speedup_verdict)
 from payattn.report.plots import save_png
-from payattn.runtime.artifacts import load_manifest
+from payattn.runtime.readers import read_json
 from payattn.report.results import RUNTIMES, Result
 from payattn.runtime.formats import FIRST_CONVERTER
 from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
@@ -70,8 +70,11 @@ def sweep_artifacts(folder: Path) -> dict[str, tuple[str, int]]:
         if not seed.isdigit():
             continue  # not a folder export --sweep wrote
         seed = int(seed)
-        for entry in load_manifest(manifest)["artifacts"]:
-            found[entry["sha256"]] = (manifest.parent.parent.name, seed)
+        document = read_json(manifest, "manifest", "export that point again with `payattn export --sweep`")
+        entries = document.get("artifacts") if isinstance(document.get("artifacts"), list) else []
+        for entry in entries:  # read tolerantly: only the sha256 ties a result to its point
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+                found[entry["sha256"]] = (manifest.parent.parent.name, seed)
     return found
 
 

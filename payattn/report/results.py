@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
 from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT, converter_of
+from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.readers import parse_json, read_bytes
 
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
@@ -154,13 +155,13 @@ def load_results(path: Path) -> list[Result]:
     if not path.exists():
         raise PayattnError(f"results file {path} not found; run `payattn bench` to create it, "
                            "or pass the path it wrote")
-    data = read_bytes(path, "results file", "pass the results.jsonl `payattn bench` wrote")
-    records = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        fix = "fix or delete that line (a truncated last line comes from an interrupted write)"
-        records.append((number, parse_json(raw, f"{path}:{number}", fix)))
+    fix = "fix or delete that line (a truncated last line comes from an interrupted write)"
+    try:
+        data = read_bytes(path, "results file", "pass the results.jsonl `payattn bench` wrote")
+        records = [(number, parse_json(raw, f"{path}:{number}", fix))
+                   for number, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()]
+    except RuntimeJobError as exc:  # the report's own error type, for its callers
+        raise PayattnError(str(exc)) from None
     return validate(records, str(path))
 
 

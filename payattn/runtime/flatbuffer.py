@@ -167,6 +167,6 @@ def check(data: bytes, module: ModuleType, root: str, identifier: bytes) -> None
     """Raise Malformed unless `data` is a `root` flatbuffer with `identifier` whose every offset
     and length stays inside it."""
     if len(data) < 8 or data[4:8] != identifier:
-        raise Malformed(f"it is not a flatbuffer of this kind (no {identifier.decode()} identifier)")
+        raise Malformed(f"the file has no {identifier.decode()} identifier")
     walker = _Walker(data, module)
     walker.table(walker.follow(0, root), root)

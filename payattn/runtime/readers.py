@@ -67,12 +67,12 @@ def parse_json(text: bytes | str, where: str, fix: str) -> Any:
     try:
         return json.loads(text, parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise RuntimeJobError(f"{where} is not UTF-8 text; {fix}") from None
+        raise RuntimeJobError(f"{where}: not UTF-8 text; {fix}") from None
     except json.JSONDecodeError as exc:
-        raise RuntimeJobError(f"{where} is not valid JSON ({exc.msg} at line {exc.lineno} "
+        raise RuntimeJobError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} "
                               f"column {exc.colno}); {fix}") from None
     except (ValueError, RecursionError) as exc:
-        raise RuntimeJobError(f"{where} is not valid JSON ({str(exc)[:80] or 'nested too deeply'}); "
+        raise RuntimeJobError(f"{where}: not valid JSON ({str(exc)[:80] or 'nested too deeply'}); "
                               f"{fix}") from None
 
 
@@ -133,7 +133,8 @@ def check_tflite(path: str | Path, fix: str) -> bytes:
         check(data, schema, "Model", b"TFL3")
         tflite_indices(data, schema)
     except Malformed as exc:
-        raise RuntimeJobError(f"{path} is not a sound TFLite flatbuffer: {exc}; {fix}") from None
+        raise RuntimeJobError(f"cannot load {path} with litert: {exc}; it is not a sound TFLite "
+                              f"flatbuffer: {fix}") from None
     return data
 
 
