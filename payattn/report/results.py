@@ -14,8 +14,8 @@ from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
-from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT, converter_of
 from payattn.runtime.errors import RuntimeJobError
+from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT, converter_of
 from payattn.runtime.readers import parse_json, read_bytes
 
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.

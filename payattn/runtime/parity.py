@@ -25,7 +25,7 @@ from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB, PARITY
 from payattn.runtime.readers import check_tflite, read_npy, regular_file
-from payattn.runtime.runners import (load_error, check_runtime, executorch_method, ort_session_options,
+from payattn.runtime.runners import (check_runtime, executorch_method, load_error, ort_session_options,
                                      quiet_native_stderr, runtime_module, runtime_version)
 
 PARITY_SCHEMA = PARITY.id
