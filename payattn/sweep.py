@@ -37,6 +37,7 @@ from payattn import config
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
 from payattn.mechanisms import MECHANISMS
+from payattn.runtime.readers import read_json
 from payattn.sweep_index import INDEX, SCHEMA, read_index
 
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
@@ -389,7 +390,9 @@ def _finished(spec: SweepSpec, points: list[Point], out: Path) -> dict[str, Poin
             raise PayattnError(f"{run_dir} holds another run (other epochs, preset or shape) or an "
                                "incomplete one; choose another --out, or pass --force to retrain it")
         if state:
-            found[point.id] = PointResult(point, "skipped", json.loads((run_dir / "metrics.json").read_text()))
+            metrics = read_json(run_dir / "metrics.json", "run metrics",
+                                f"retrain that point with `payattn sweep --force` or remove {run_dir}")
+            found[point.id] = PointResult(point, "skipped", metrics)
     return found
 
 

@@ -29,6 +29,7 @@ from payattn.files import check_target, clean_leftovers, pause_point, replace_di
 from payattn.mechanisms import MECHANISMS, canonical_mechanism
 from payattn.config import ModelConfig, check_overrides, get_preset, resolve_config
 from payattn.models import build_model
+from payattn.runtime.readers import read_json
 from payattn.runtime.settings import check_bound
 
 DEFAULT_EPOCHS = {"mnist-5k": 15, "movie-reviews": 5, "amazon-reviews": 8}
@@ -269,14 +270,9 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / "config.json"
     fix = "retrain it with `payattn train --force`"
-    if not path.is_file():
+    if not path.exists():
         raise PayattnError(f"{path} is missing: {run_dir} is not a run dir from `payattn train`")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayattnError(f"{path} is truncated or not JSON ({exc}); {fix}") from None
-    if not isinstance(config, dict):
-        raise PayattnError(f"{path} is not a JSON object; {fix}")
+    config = read_json(path, "run config", fix)
     missing = [key for key in RUN_KEYS if key not in config]
     if missing:
         raise PayattnError(f"{path} is incomplete: no {', '.join(missing)}; {fix}")
@@ -295,7 +291,25 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
            if isinstance(model[f], bool) or not isinstance(model[f], int) or model[f] < 1]
     if bad:
         raise PayattnError(f"{path}: model {', '.join(bad)} must be positive integers; {fix}")
+    if model["kind"] == "vision":
+        check_image_shape(path, config["task"], model, fix)
     return config
+
+
+def check_image_shape(path: Path, task: str, model: dict[str, Any], fix: str) -> None:
+    """A vision run's image size, channels and patches must be those of its task's images, or
+    every later stage fails on the first sample."""
+    data = get_preset(TASKS[task].default_preset)
+    shape = {k: model.get(k) for k in ("image_size", "channels", "patch_size")}
+    want = {"image_size": data.image_size, "channels": data.channels}
+    wrong = [f"{k} {shape[k]!r} (the {task} images have {v})" for k, v in want.items() if shape[k] != v]
+    patch = shape["patch_size"]
+    if not wrong and (type(patch) is not int or patch < 1 or data.image_size % patch
+                      or model["context_length"] != (data.image_size // patch) ** 2):
+        wrong = [f"patch_size {patch!r} with context_length {model['context_length']} (the patches "
+                 f"must tile the {data.image_size}-pixel image)"]
+    if wrong:
+        raise PayattnError(f"{path}: model {'; '.join(wrong)}; {fix}")
 
 
 def load_run(run_dir: Path) -> LoadedRun:

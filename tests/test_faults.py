@@ -156,7 +156,7 @@ CASES = [
     ("export --precision int4 --out new-art", "unknown precision 'int4'"),
     ("export --precision , --out new-art", "unknown precision none"),
     ("export --checkpoint nowhere --out new-art", "nowhere/config.json is missing"),
-    ("export --checkpoint run-truncated --out new-art", "config.json is truncated or not JSON"),
+    ("export --checkpoint run-truncated --out new-art", "config.json: not valid JSON"),
     ("export --checkpoint run-incomplete --out new-art", "config.json is incomplete: no model"),
     ("export --checkpoint run-selfmismatch --out new-art", "config.json disagrees with itself"),
     ("export --checkpoint run-unknown-task --out new-art", "task 'mnist-9k'"),

@@ -23,6 +23,7 @@ import importlib.util
 import io
 import sys
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,16 +32,20 @@ from types import ModuleType
 from typing import Any
 
 import flatbuffers
+import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from payattn.errors import PayattnError
 from payattn.files import write_file_atomic
+from payattn.runtime.flatbuffer import Malformed, check
+from payattn.runtime.readers import check_tflite
 
 SIGNATURE_KEY = "serving_default"
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
 BUFFER_ALIGNMENT = 64  # LiteRT's host-memory alignment; XNNPACK needs 16
 LABELS_FILE, VOCAB_FILE = "labels.txt", "vocab.txt"
+INSPECT_FIX = "pass a .tflite file from an artifact dir, or export it again with `payattn export`"
 
 
 @cache
@@ -261,22 +266,26 @@ class AppView:
 
 def read(path: Path) -> AppView:
     """Signatures, metadata and associated files of a .tflite file."""
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise PayattnError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    data = check_tflite(path, INSPECT_FIX)
     model = schema.Model.GetRootAs(data, 0)
     signatures = {}
     for i in range(model.SignatureDefsLength()):
         sig = model.SignatureDefs(i)
-        signatures[sig.SignatureKey().decode()] = {
-            "inputs": [sig.Inputs(j).Name().decode() for j in range(sig.InputsLength())],
-            "outputs": [sig.Outputs(j).Name().decode() for j in range(sig.OutputsLength())],
+        signatures[_text(sig.SignatureKey())] = {
+            "inputs": [_text(sig.Inputs(j).Name()) for j in range(sig.InputsLength())],
+            "outputs": [_text(sig.Outputs(j).Name()) for j in range(sig.OutputsLength())],
         }
     metadata, unaligned = None, None
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() == METADATA_NAME.encode():
-            raw = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            raw = raw.tobytes() if isinstance(raw, np.ndarray) else b""
+            try:
+                check(raw, metadata_schema(), "ModelMetadata", METADATA_IDENTIFIER)
+            except Malformed as exc:
+                raise PayattnError(f"{path}: its {METADATA_NAME} is not sound TFLite Metadata ({exc}); "
+                                   f"{INSPECT_FIX}") from None
             metadata = metadata_schema().ModelMetadataT.InitFromPackedBuf(bytearray(raw), 0)
     for i in range(model.BuffersLength()):
         buffer = model.Buffers(i)
@@ -284,11 +293,27 @@ def read(path: Path) -> AppView:
             start = buffer._tab.Vector(buffer._tab.Offset(4))  # where the bytes begin in the file
             if start % BUFFER_ALIGNMENT and unaligned is None:
                 unaligned = start
-    files = {}
-    if zipfile.is_zipfile(io.BytesIO(data)):
+    return AppView(signatures, metadata, associated_files(path, data), unaligned)
+
+
+def associated_files(path: Path, data: bytes) -> dict[str, bytes]:
+    """The files of the zip archive after the flatbuffer (payattn stores them uncompressed, so
+    none may claim to be larger than the whole file)."""
+    try:
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            return {}
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            files = {name: zf.read(name) for name in zf.namelist()}
-    return AppView(signatures, metadata, files, unaligned)
+            if any(info.file_size > len(data) for info in zf.infolist()):
+                raise zipfile.BadZipFile("an entry claims more bytes than the file has")
+            return {name: zf.read(name) for name in zf.namelist()}
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError,
+            OSError) as exc:
+        raise PayattnError(f"{path}: its associated files (the zip archive at its end) are damaged "
+                           f"({' '.join(str(exc).split())[:120]}); {INSPECT_FIX}") from None
+
+
+def _text(value: bytes | None) -> str:
+    return value.decode(errors="replace") if value else ""
 
 
 def delegation(path: Path) -> dict[str, Any]:
@@ -328,15 +353,16 @@ def describe(path: Path) -> dict[str, Any]:
     from ai_edge_litert.interpreter import Interpreter
 
     from payattn.export.ops import operator_counts, read_operators
-    from payattn.runtime.runners import quiet_native_stderr
+    from payattn.runtime.runners import load_error, quiet_native_stderr
 
     path = Path(path)
-    if not path.is_file():
-        raise PayattnError(f"{path} does not exist; pass a .tflite file from an artifact dir")
-    view = read(path)
-    with quiet_native_stderr():  # LiteRT announces its CPU delegate on stderr, unasked
-        interpreter = Interpreter(model_path=str(path), num_threads=1)
-        xnnpack = delegation(path)
+    view = read(path)  # checks the flatbuffer before LiteRT reads it
+    try:
+        with quiet_native_stderr():  # LiteRT announces its CPU delegate on stderr, unasked
+            interpreter = Interpreter(model_path=str(path), num_threads=1)
+            xnnpack = delegation(path)
+    except Exception as exc:  # LiteRT raises ValueError and RuntimeError for a model it refuses
+        raise load_error(path, "litert", exc) from None
 
     def tensors(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": d["dtype"].__name__}
@@ -369,18 +395,23 @@ def _metadata_summary(view: AppView) -> dict[str, Any] | None:
     md = view.metadata
     if md is None:
         return None
-    text = lambda value: value.decode() if isinstance(value, bytes) else value  # noqa: E731
+    text = lambda value: value.decode(errors="replace") if isinstance(value, bytes) else value  # noqa: E731
     summary: dict[str, Any] = {key: text(getattr(md, key)) for key in
                                ("name", "description", "version", "author", "license", "minParserVersion")}
-    graph = md.subgraphMetadata[0]
-    for role, tensor in (("input", graph.inputTensorMetadata[0]), ("output", graph.outputTensorMetadata[0])):
+    graph = (md.subgraphMetadata or [None])[0]
+    roles = (("input", graph.inputTensorMetadata), ("output", graph.outputTensorMetadata)) if graph else ()
+    for role, tensors in roles:
+        if not tensors:
+            continue
+        tensor = tensors[0]
         item: dict[str, Any] = {"name": text(tensor.name), "description": text(tensor.description)}
         for unit in tensor.processUnits or []:
             options = unit.options
             if hasattr(options, "mean"):
-                item["normalization"] = {"mean": list(map(float, options.mean)), "std": list(map(float, options.std))}
+                item["normalization"] = {key: [] if getattr(options, key) is None else
+                                         [float(v) for v in getattr(options, key)] for key in ("mean", "std")}
             if hasattr(options, "delimRegexPattern"):
-                vocab = text(options.vocabFile[0].name)
+                vocab = text(options.vocabFile[0].name) if options.vocabFile else None
                 item["tokenizer"] = {"regex": text(options.delimRegexPattern), "vocab_file": vocab,
                                      "entries": len(view.files.get(vocab, b"").splitlines())}
         properties = tensor.content.contentProperties if tensor.content else None
@@ -388,7 +419,7 @@ def _metadata_summary(view: AppView) -> dict[str, Any] | None:
             spaces = {v: k for k, v in vars(metadata_schema().ColorSpaceType).items() if not k.startswith("_")}
             item["color_space"] = spaces.get(properties.colorSpace)
         for file in tensor.associatedFiles or []:
-            labels = view.files.get(text(file.name), b"").decode().splitlines()
+            labels = view.files.get(text(file.name), b"").decode(errors="replace").splitlines()
             item["labels"] = {"file": text(file.name), "count": len(labels), "first": labels[:5]}
         summary[role] = item
     return summary

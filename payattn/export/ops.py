@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ai_edge_litert import schema_py_generated as schema
 
 from payattn.errors import PayattnError
+from payattn.runtime.readers import check_tflite
 
 if TYPE_CHECKING:  # only annotations: reading a .tflite (`payattn inspect`) never loads onnx
     import onnx
@@ -39,15 +40,13 @@ def _opcode_name(code: schema.OperatorCode) -> tuple[str, bool]:
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     if builtin == schema.BuiltinOperator.CUSTOM:
         custom = code.CustomCode()
-        return (custom.decode() if custom else "CUSTOM"), False
+        return (custom.decode(errors="replace") if custom else "CUSTOM"), False
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), True
 
 
 def read_operators(path: Path) -> list[OperatorUse]:
     """Every operator of every subgraph of a .tflite file, in execution order."""
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise PayattnError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    data = check_tflite(path, "pass a .tflite written by `payattn export`")
     model = schema.Model.GetRootAs(data, 0)
     codes = [_opcode_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())]
     uses = []

@@ -16,7 +16,6 @@ the difference to standard, paired by seed (same seed, same data order and initi
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Iterable, Sequence
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
 from payattn.report.tables import DASH, Table, ordered
+from payattn.runtime.readers import read_json
 from payattn.sweep_index import read_index
 
 MARGIN_POINTS = 1.0  # accuracy points: a difference inside ±1 point counts as "matches"
@@ -110,16 +110,20 @@ def load_sweep(folder: Path) -> tuple[dict[str, Any], list[SweepRun]]:
         run_dir = folder / entry["run_dir"]
         if entry["status"] != "done":
             continue
-        try:
-            config = json.loads((run_dir / "config.json").read_text())
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise PayattnError(f"{run_dir} is listed as done in {folder / 'sweep.json'} but cannot be read "
-                               f"({exc}); run the same `payattn sweep` again to retrain it") from None
-        model = config["model"]
+        fix = (f"it is listed as done in {folder / 'sweep.json'}: run the same `payattn sweep` with "
+               "--force to retrain it")
+        config = read_json(run_dir / "config.json", "run config", fix)
+        metrics = read_json(run_dir / "metrics.json", "run metrics", fix)
+        model = config.get("model") if isinstance(config.get("model"), dict) else {}
+        figures = {"test_accuracy": metrics.get("test_accuracy"), "params": metrics.get("params"),
+                   "context_length": model.get("context_length"), "d_model": model.get("d_model")}
+        bad = [k for k, v in figures.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+               or not math.isfinite(v)]
+        if bad:
+            raise PayattnError(f"{run_dir}: its config.json or metrics.json has no numeric {', '.join(bad)}; {fix}")
         runs.append(SweepRun(entry["variant"], entry["mechanism"], entry["seed"],
-                             tuple(sorted(entry["setting"].items())), metrics["test_accuracy"],
-                             model["context_length"], model["d_model"], metrics["params"]))
+                             tuple(sorted(entry["setting"].items())), figures["test_accuracy"],
+                             figures["context_length"], figures["d_model"], figures["params"]))
     if not runs:
         raise PayattnError(f"{folder} has no finished sweep point yet; run `payattn sweep` first")
     return index, runs

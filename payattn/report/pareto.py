@@ -9,7 +9,6 @@ over the benched seeds of each line's p50 (the mean where a tool prints no media
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from payattn.mechanisms import MECHANISMS
 from payattn.report.claims import (MARGIN_POINTS, NOT_APPLICABLE, Claim, Estimate, SweepRun, accuracies,
                                    setting_label, settings, speedup_verdict)
 from payattn.report.plots import save_png
+from payattn.runtime.readers import read_json
 from payattn.report.results import RUNTIMES, Result
 from payattn.runtime.formats import FIRST_CONVERTER
 from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
@@ -66,9 +66,15 @@ def sweep_artifacts(folder: Path) -> dict[str, tuple[str, int]]:
     """sha256 of every exported artifact of the sweep → (variant, seed)."""
     found = {}
     for manifest in sorted(Path(folder).glob("artifacts/*/seed-*/manifest.json")):
-        seed = int(manifest.parent.name.removeprefix("seed-"))
-        for entry in json.loads(manifest.read_text()).get("artifacts", []):
-            found[entry["sha256"]] = (manifest.parent.parent.name, seed)
+        seed = manifest.parent.name.removeprefix("seed-")
+        if not seed.isdigit():
+            continue  # not a folder export --sweep wrote
+        seed = int(seed)
+        document = read_json(manifest, "manifest", "export that point again with `payattn export --sweep`")
+        entries = document.get("artifacts") if isinstance(document.get("artifacts"), list) else []
+        for entry in entries:  # read tolerantly: only the sha256 ties a result to its point
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+                found[entry["sha256"]] = (manifest.parent.parent.name, seed)
     return found
 
 

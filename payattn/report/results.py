@@ -14,7 +14,9 @@ from typing import Any, Iterable, Mapping
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import ALIASES, MECHANISMS
+from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import DEVICE_KINDS, FORMATS, MEASURED_BY, PRECISIONS, RESULT, converter_of
+from payattn.runtime.readers import parse_json, read_bytes
 
 # The format is payattn.runtime's (schemas/result.schema.json); the report reads it tolerantly.
 SCHEMA = RESULT.id
@@ -160,23 +162,16 @@ def load_results(path: Path) -> list[Result]:
     if path.is_dir():
         raise PayattnError(f"results file {path} is a directory; pass the results.jsonl inside it, "
                            f"e.g. {path / 'results.jsonl'}")
-    if not path.is_file():
+    if not path.exists():
         raise PayattnError(f"results file {path} not found; run `payattn bench` to create it, "
                            "or pass the path it wrote")
+    fix = "fix or delete that line (a truncated last line comes from an interrupted write)"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PayattnError(f"cannot read results file {path}: {exc}") from None
-    records = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            records.append((number, json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            raise PayattnError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                               "fix or delete that line (a truncated last line comes from an "
-                               "interrupted write)") from None
+        data = read_bytes(path, "results file", "pass the results.jsonl `payattn bench` wrote")
+        records = [(number, parse_json(raw, f"{path}:{number}", fix))
+                   for number, raw in enumerate(data.split(b"\n"), start=1) if raw.strip()]
+    except RuntimeJobError as exc:  # the report's own error type, for its callers
+        raise PayattnError(str(exc)) from None
     return validate(records, str(path))
 
 

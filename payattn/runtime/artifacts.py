@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import MANIFEST
+from payattn.runtime.readers import read_json
 from payattn.runtime.runners import FORMAT_RUNTIME, check_input_specs
 
 MANIFEST_SCHEMA = MANIFEST.id
@@ -51,15 +51,12 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / FILE
-    if not path.is_file():
+    if not path.exists():
         where = path.parent
         problem = "has no manifest.json, so it is not an artifact dir" if where.exists() else "does not exist"
         raise RuntimeJobError(f"{where} {problem}; {_EXPORT_HINT}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RuntimeJobError(f"{path} is not readable JSON ({exc}); {_EXPORT_HINT}") from None
-    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    manifest = read_json(path, "manifest", _EXPORT_HINT)
+    schema = manifest.get("schema")
     if schema != MANIFEST_SCHEMA:
         raise RuntimeJobError(f"{path} has schema {schema!r}, expected {MANIFEST_SCHEMA!r}; {_EXPORT_HINT}")
     problem = MANIFEST.problem(manifest, strict=False)

@@ -24,8 +24,9 @@ from payattn.runtime.artifacts import Artifact, load_artifact, sha256_file
 from payattn.runtime.env import device_info
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB, PARITY
-from payattn.runtime.runners import (check_runtime, executorch_method, ort_session_options, quiet_native_stderr,
-                                     runtime_module, runtime_version)
+from payattn.runtime.readers import check_tflite, read_npy, regular_file
+from payattn.runtime.runners import (check_runtime, executorch_method, load_error, ort_session_options,
+                                     quiet_native_stderr, runtime_module, runtime_version)
 
 PARITY_SCHEMA = PARITY.id
 REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
@@ -58,13 +59,19 @@ def load_reference(artifact: Artifact) -> Reference:
                               f"{_EXPORT_HINT}")
     arrays = {}
     for key in REFERENCE_FILES:
-        path = where.parent / listed[key]["file"]
-        if not path.is_file() or sha256_file(path) != listed[key].get("sha256"):
-            raise RuntimeJobError(f"{path} is missing or differs from its sha256 in {where}; {_EXPORT_HINT}")
-        arrays[key] = np.load(path, allow_pickle=False)
+        name = listed[key].get("file")
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise RuntimeJobError(f"{where} names the reference {key} file {name!r}, not a file beside "
+                                  f"it; {_EXPORT_HINT}")
+        path = regular_file(where.parent / name, f"reference {key}", _EXPORT_HINT)
+        if sha256_file(path) != listed[key].get("sha256"):
+            raise RuntimeJobError(f"{path} differs from its sha256 in {where}; {_EXPORT_HINT}")
+        arrays[key] = read_npy(path, f"reference {key}", _EXPORT_HINT)
     inputs, outputs, n_random = arrays["inputs"], arrays["outputs"], listed.get("random_inputs")
-    if len(inputs) != len(outputs) or not isinstance(n_random, int) or not 0 <= n_random < len(inputs):
-        raise RuntimeJobError(f"{where}: the reference inputs and outputs do not match in count; {_EXPORT_HINT}")
+    if inputs.ndim < 2 or outputs.ndim != 2 or not len(inputs) or len(inputs) != len(outputs) \
+            or type(n_random) is not int or not 0 <= n_random < len(inputs):
+        raise RuntimeJobError(f"{where}: the reference inputs {inputs.shape} and outputs {outputs.shape} "
+                              f"do not match ({n_random!r} random inputs); {_EXPORT_HINT}")
     return Reference(inputs, outputs, n_random)
 
 
@@ -105,11 +112,16 @@ def predictor(artifact: Artifact, runtime: str) -> Callable[[np.ndarray], np.nda
     app form (variant "app") gets the pixels the normalised input came from."""
     check_runtime(runtime)
     path, spec = artifact.path, artifact.inputs[0]
+    try:
+        plain = predictor_for(path, spec, runtime)
+    except RuntimeJobError:
+        raise
+    except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        raise load_error(path, runtime, exc) from None
     if artifact.entry.get("variant") == "app":
         pre = artifact.manifest["preprocessing"]
-        plain = predictor_for(path, spec, runtime)
         return lambda x: plain(app_pixels(x, pre["mean"], pre["std"]))
-    return predictor_for(path, spec, runtime)
+    return plain
 
 
 def predictor_for(path: Path, spec: dict[str, Any], runtime: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -142,6 +154,7 @@ def executorch_call(method: Any, dtype: str) -> Callable[[np.ndarray], np.ndarra
 def litert_interpreter(path: Path) -> Any:
     """A LiteRT interpreter as parity checks open it, tensors allocated; its delegate's
     announcement is kept off stderr, where it would break progress output."""
+    check_tflite(path, _EXPORT_HINT)  # LiteRT itself reads a damaged file out of bounds
     with quiet_native_stderr():
         interpreter = runtime_module("litert").Interpreter(model_path=str(path), num_threads=THREADS)
         interpreter.allocate_tensors()

@@ -32,6 +32,7 @@ import numpy as np
 from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import DEFAULT_GRAPH_OPTIMIZATION, INPUT_DTYPES, ORT_LEVELS, RUNTIMES
+from payattn.runtime.readers import check_tflite
 
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "pte": "executorch"}
 _MODULES = {runtime: tuple(module for module, _ in RUNTIME_MODULES[runtime]) for runtime in RUNTIMES}
@@ -158,7 +159,7 @@ def check_input_specs(specs: Any, where: str) -> None:
                                       f"'low' < 'high' for its ids, got {low!r}, {high!r}; {fix}")
 
 
-def _load_error(path: Path, runtime: str, exc: BaseException) -> RuntimeJobError:
+def load_error(path: Path, runtime: str, exc: BaseException) -> RuntimeJobError:
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return RuntimeJobError(f"cannot load {path} with {runtime}: {first_line}; "
                            f"the file is corrupt or not a model for {runtime}: re-export the artifact")
@@ -190,7 +191,7 @@ def _open_onnxruntime(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[s
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-        raise _load_error(path, "onnxruntime", exc) from None
+        raise load_error(path, "onnxruntime", exc) from None
     init_ms = (time.perf_counter_ns() - start) / 1e6
     model = {i.name: ModelInput(i.name, [d if isinstance(d, int) and d >= 0 else None for d in i.shape],
                                 _ORT_DTYPES.get(i.type, i.type)) for i in session.get_inputs()}
@@ -207,13 +208,14 @@ def _open_onnxruntime(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[s
 def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, np.ndarray],
                  threads: int) -> Runner:
     interpreter_module = runtime_module("litert")
+    check_tflite(path, "re-export the artifact")  # LiteRT itself reads a damaged file out of bounds
     start = time.perf_counter_ns()
     try:
         with quiet_native_stderr():
             interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=threads)
+        details = _litert_inputs(interpreter)
     except Exception as exc:
-        raise _load_error(path, "litert", exc) from None
-    details = _litert_inputs(interpreter)
+        raise load_error(path, "litert", exc) from None
     model = {name: ModelInput(d["index"], [int(x) if x >= 0 else None for x in d["shape_signature"]],
                               np.dtype(d["dtype"]).name) for name, d in details.items()}
     _check_inputs(path, specs, model)
@@ -225,7 +227,7 @@ def _open_litert(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[str, n
         with quiet_native_stderr():
             interpreter.allocate_tensors()
     except Exception as exc:
-        raise _load_error(path, "litert", exc) from None
+        raise load_error(path, "litert", exc) from None
     init_ms = (time.perf_counter_ns() - start) / 1e6
     for spec in specs:
         interpreter.set_tensor(details[spec["name"]]["index"], feeds[spec["name"]])
@@ -251,7 +253,7 @@ def _open_executorch(path: Path, specs: Sequence[dict[str, Any]], feeds: dict[st
     try:
         method = executorch_method(path, threads)
     except Exception as exc:
-        raise _load_error(path, "executorch", exc) from None
+        raise load_error(path, "executorch", exc) from None
     init_ms = (time.perf_counter_ns() - start) / 1e6
     meta = method.metadata
     found = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
