@@ -313,8 +313,8 @@ def demo(
     text: opt.DemoText = False,
     epochs: opt.DemoEpochs = None,
     precision: opt.DemoPrecisions = "fp32,fp16,dynamic-int8,int8",
-    runs: opt.Runs = opt.DEFAULT_BENCH.runs,
-    min_seconds: opt.MinSeconds = opt.DEFAULT_BENCH.min_seconds,
+    runs: opt.Runs = opt.DEMO_BENCH.runs,
+    min_seconds: opt.MinSeconds = opt.DEMO_BENCH.min_seconds,
     force: opt.DemoForce = False,
 ) -> None:
     """The whole pipeline on the embedded data: train the four mechanisms, export them by every
@@ -322,7 +322,7 @@ def demo(
     from payattn.pipeline import run_demo
     from payattn.views import bar_hooks, print_headlines, progress_bar
 
-    settings = BenchSettings(runs=runs, min_seconds=min_seconds)
+    settings = BenchSettings(runs=runs, min_seconds=min_seconds, warmup_seconds=opt.DEMO_WARMUP)
     with progress_bar() as bar:
         outcome = run_demo(out, text=text, epochs=epochs, precisions=precision, settings=settings,
                            force=force, hooks=bar_hooks(bar))

@@ -11,34 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from payattn.errors import PayattnError
+from payattn.hooks import Hooks
 from payattn.files import check_not_precious, check_writable
 from payattn.mechanisms import MECHANISMS, expand_mechanisms, parse_precisions
 from payattn.runtime.formats import RUNTIMES
 from payattn.runtime.results import RESULT_PREFIX
 from payattn.runtime.settings import BenchSettings
-
-StepFn = Callable[[int, int, float], None]
-
-
-def _quiet(*_: Any) -> None:
-    return None
-
-
-@dataclass
-class Hooks:
-    """Where the pipeline reports: `log` messages, each `on_result` line, and per-job progress
-    (`training(label)` returns the step callback of one training, `exporting(label)` the step
-    callback of one export, `done(label, status)` closes either)."""
-
-    log: Callable[[str], None] = _quiet
-    on_result: Callable[[dict[str, Any]], None] = _quiet
-    training: Callable[[str], StepFn] = lambda label: _quiet
-    exporting: Callable[[str], Callable[[str], None]] = lambda label: _quiet
-    done: Callable[[str, str], None] = _quiet
-
 
 @dataclass
 class ExportJob:
@@ -295,12 +276,16 @@ def _payattn_results(path: Path) -> bool:
 def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
              settings: BenchSettings, force: bool, hooks: Hooks = Hooks()) -> DemoOutcome:
     """Train the four mechanisms on the embedded data, export them by every road, bench here
-    with ONNX Runtime, LiteRT and ExecuTorch, and write the report, all under `out`. With `force`, payattn's own outputs there
-    are replaced one by one (each checked to be payattn's first); nothing else is touched."""
+    with ONNX Runtime, LiteRT and ExecuTorch, and write the report, all under `out`. Each
+    mechanism trains and exports in its own worker process, as many at once as there are
+    cores (up to four); the benchmark runs alone afterwards. With `force`, payattn's own
+    outputs there are replaced one by one (each checked to be payattn's first); nothing else
+    is touched."""
     from payattn.bench import build_job
     from payattn.devices import run_on_devices
     from payattn.report import report as write_report
-    from payattn.train import check_train_options, default_epochs, train
+    from payattn.train import check_train_options, default_epochs
+    from payattn.workers import run_side_by_side, usable_cores
 
     chosen = parse_precisions(precisions)
     tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
@@ -309,16 +294,11 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
                             threads=1, overrides=None)
     check_demo_target(out, tasks, force)
     started = time.perf_counter()
-    artifact_dirs: dict[str, list[Path]] = {}
-    for task in tasks:
-        jobs = []
-        for mech in MECHANISMS:
-            run_dir, label = out / "runs" / task / mech, f"train {task}/{mech}"
-            metrics = train(task, mech, run_dir, epochs=epochs, force=force, progress=hooks.training(label))
-            hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
-            jobs.append(ExportJob(run_dir, out / "artifacts" / task / mech, trained=True))
-        export_all(jobs, chosen, force=force, converters="all", hooks=hooks)
-        artifact_dirs[task] = [job.out_dir for job in jobs]
+    jobs = [(train_and_export, (task, mech, out, epochs, chosen, force))
+            for task in tasks for mech in MECHANISMS]
+    artifact_dirs: dict[str, list[Path]] = {task: [] for task in tasks}
+    for (_, (task, *_)), artifact_dir in zip(jobs, run_side_by_side(jobs, min(usable_cores(), 4), hooks)):
+        artifact_dirs[task].append(artifact_dir)
     results = out / "results.jsonl"
     if results.exists():  # checked above to hold payattn's lines only
         results.unlink()
@@ -329,3 +309,17 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
         measured, failures = measured + len(lines), failures + failed
     paths = write_report(results, out / "report")
     return DemoOutcome(results, paths, time.perf_counter() - started, measured, failures)
+
+
+def train_and_export(task: str, mechanism: str, out: Path, epochs: int | None,
+                     precisions: list[str], force: bool, hooks: Hooks) -> Path:
+    """One mechanism of the demo: trained into OUT/runs/TASK/MECHANISM, exported by every road
+    into OUT/artifacts/TASK/MECHANISM (returned)."""
+    from payattn.train import train
+
+    run_dir, label = out / "runs" / task / mechanism, f"train {task}/{mechanism}"
+    metrics = train(task, mechanism, run_dir, epochs=epochs, force=force, progress=hooks.training(label))
+    hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
+    job = ExportJob(run_dir, out / "artifacts" / task / mechanism, trained=True)
+    export_all([job], precisions, force=force, converters="all", hooks=hooks)
+    return job.out_dir

@@ -93,7 +93,7 @@ def eta(bar: Progress, job: Any) -> str:
 
 def bar_hooks(bar: Progress) -> Any:
     """Pipeline hooks that draw each training and export as a line of the shared progress bar."""
-    from payattn.pipeline import Hooks
+    from payattn.hooks import Hooks
 
     jobs: dict[str, Any] = {}
 

@@ -523,6 +523,7 @@ def test_demo_force_replaces_only_its_own_outputs(ws: Path, tmp_path: Path) -> N
                                      "--precision", "fp32", "--runs", "2", "--min-seconds", "0"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr  # the libraries' notices are not the user's business
     assert (out / "mine.txt").read_text() == "a user's file"
     assert (out / "report" / "notes.md").read_text() == "a user's notes"
     results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from payattn.errors import PayattnError
 from payattn.runtime.artifacts import Artifact, load_artifact
-from payattn.runtime.lifetime import die_with_parent
+from payattn.runtime.lifetime import die_with_parent, quiet_fork
 
 Log = Callable[[str], None]
 OnResult = Callable[[dict], None]
@@ -74,14 +74,15 @@ def stream_process(
     `on_stop` runs after a timeout or Ctrl-C kills the process: killing a local `ssh` does not
     stop the command it started on the device, so the SSH device stops that itself.
     """
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        preexec_fn=die_with_parent,  # a killed payattn takes its harness, ssh or adb with it
-    )
+    with quiet_fork():
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            preexec_fn=die_with_parent,  # a killed payattn takes its harness, ssh or adb with it
+        )
     out: list[str] = []
     err: list[str] = []
     failures: list[BaseException] = []

@@ -11,6 +11,7 @@ metadata, verification, manifest) is the same for every road.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,10 @@ def make(road: Road, model: nn.Module, cfg: ModelConfig, variant: Variant, out_d
     if road.source == "onnx":
         made = module.convert(variant.onnx, out_dir, precisions, inputs, name_prefix=prefix)
     else:
-        made = module.convert(torch_graph(model, variant), example_input(cfg, variant.app), out_dir,
-                              precisions, inputs, prefix)
+        with warnings.catch_warnings():  # the converters' own use of an API torch deprecates
+            warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+            made = module.convert(torch_graph(model, variant), example_input(cfg, variant.app),
+                                  out_dir, precisions, inputs, prefix)
     reasons = module.left_out(precisions) if hasattr(module, "left_out") else {}
     return {p: made.get(p, reasons.get(p, f"{road.converter} made no file for it")) for p in precisions}
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from payattn.data import subset
 from payattn.errors import PayattnError
-from payattn.runtime.lifetime import die_with_parent
+from payattn.runtime.lifetime import die_with_parent, quiet_fork
 
 TFLITE_FILES = {
     "fp32": "model_fp32.tflite",
@@ -84,10 +84,11 @@ def convert(
                CUDA_VISIBLE_DEVICES="-1", PYTHONWARNINGS="ignore",
                PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     # -P: this file's own folder stays off sys.path, so ops.py or verify.py shadow nothing.
-    proc = subprocess.run(
-        [sys.executable, "-P", str(Path(__file__).resolve()), str(job_path)],
-        capture_output=True, text=True, env=env, cwd=work, preexec_fn=die_with_parent,
-    )
+    with quiet_fork():
+        proc = subprocess.run(
+            [sys.executable, "-P", str(Path(__file__).resolve()), str(job_path)],
+            capture_output=True, text=True, env=env, cwd=work, preexec_fn=die_with_parent,
+        )
     result = _read_result(work / "result.json")
     shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0 or "files" not in result:

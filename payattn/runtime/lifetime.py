@@ -8,12 +8,15 @@ the process once its time bound has passed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
 import threading
 import time
+import warnings
+from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,6 +30,17 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def quiet_fork() -> Iterator[None]:
+    """Start a child process without JAX's fork warning. JAX (which litert-torch imports) warns
+    on every fork that a multithreaded process may deadlock; that holds for a child that goes
+    on running Python, not for one that only calls `die_with_parent` and execs, as every child
+    payattn starts does."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
 
 
 def start_watchdog(limit_seconds: float, on_expiry: str, poll_seconds: float = 0.5) -> None:
