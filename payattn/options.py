@@ -9,7 +9,9 @@ meaning and one help text everywhere. The model-shape options come from the tabl
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from inspect import Parameter, getdoc, signature
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -25,6 +27,7 @@ from payattn.mechanisms import ALIASES, MECHANISMS
 from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import PRECISIONS, ROADS, RUNTIMES
 from payattn.runtime.settings import BenchSettings, describe
+from payattn.sweep import MAX_WORKERS
 from payattn.views import print_error
 
 DEFAULT_BENCH = BenchSettings()
@@ -35,6 +38,7 @@ MECHANISM_HELP = (f"One of {', '.join(MECHANISMS)} (alias {', '.join(ALIASES)}),
                   "or all.")
 PRECISION_HELP = f"Comma list of {', '.join(PRECISIONS)}, or all."
 SEEDS_HELP = "A count (5 = seeds 0–4), a range (3-7) or a list (0,4,9)."
+MAX_ARGUMENT = 4096  # characters in one command-line argument: PATH_MAX, longer than any value
 
 
 def metavar(names: tuple[str, ...]) -> str:
@@ -144,10 +148,19 @@ class OneLineErrors(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         hide_flag_types(self)
+        argv = kwargs.get("args", args[0] if args else None)
+        too_long = overlong_argument(list(sys.argv[1:] if argv is None else argv))
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+                    if on_main_thread()}
+        _caught.clear()
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            if too_long:
+                print_error(too_long)
+                code = 2
+            else:
+                code = super().main(*args, standalone_mode=False, **kwargs)
         except typer.Abort:
-            print_error("interrupted")
+            _caught.append(signal.SIGINT)
             code = 130
         except Exception as exc:
             if not hasattr(exc, "format_message") or not hasattr(exc, "exit_code"):
@@ -159,9 +172,54 @@ class OneLineErrors(TyperGroup):
                 where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
                 print_error(f"{exc.format_message()}{where}")
             code = exc.exit_code
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if _caught:  # typer turns the interrupt into a silent exit 130: say what ended the run
+            terminated = _caught[0] == signal.SIGTERM
+            print_error("terminated (SIGTERM)" if terminated else "interrupted")
+            code = 143 if terminated else 130
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+_caught: list[int] = []  # the signal that ended this run, if one did
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM and Ctrl-C alike raise KeyboardInterrupt where the program is, so a SIGTERM
+    unwinds as Ctrl-C does: every wait ends, every child process started is stopped, nothing
+    half-written is kept; the signal is noted for the one closing line."""
+    _caught.append(signum)
+    raise KeyboardInterrupt
+
+
+def on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def overlong_argument(argv: list[str]) -> str | None:
+    """The error for an argument over MAX_ARGUMENT characters, checked before any parsing (a
+    value's own, shorter bound is checked where it is read), or None."""
+    for index, arg in enumerate(argv):
+        if len(arg) > MAX_ARGUMENT:
+            name = arg.split("=", 1)[0] if arg.startswith("--") and "=" in arg else (
+                argv[index - 1] if index and argv[index - 1].startswith("-") else "an argument")
+            return (f"{name}: a value of {len(arg):,} characters is over payattn's bound of "
+                    f"{MAX_ARGUMENT:,} per argument (a path's limit); shorten it")
+    return None
+
+
+def within(low: int, high: int, hint: str = "") -> Callable[[Optional[int]], Optional[int]]:
+    """A typer callback refusing an integer option outside low..high, with the bound."""
+
+    def check(value: Optional[int]) -> Optional[int]:
+        if value is not None and not low <= value <= high:
+            raise typer.BadParameter(f"must be a whole number from {low:,} to {high:,}, got {value}{hint}")
+        return value
+
+    return check
 
 
 def hide_flag_types(command: Any) -> None:
@@ -271,7 +329,8 @@ SweepPresets = Annotated[Optional[str], typer.Option(
 SweepOut = Annotated[Optional[Path], typer.Option(
     "--out", help="Sweep folder: runs/VARIANT/seed-N and sweep.json; default: sweeps/TASK.")]
 Workers = Annotated[Optional[int], typer.Option(
-    help="Local processes, one torch thread each; default: the cores.")]
+    help=f"Local processes, one torch thread each, 1–{MAX_WORKERS}; default: the cores.",
+    callback=within(1, MAX_WORKERS, "; leave it out to use one process per core"))]
 Ray = Annotated[Optional[str], typer.Option(
     "--ray", help="Run the points as tasks on this Ray cluster (HOST:PORT, ray://…, or auto).")]
 SweepForce = Annotated[bool, typer.Option("--force", help="Retrain points that are already finished.")]

@@ -246,11 +246,12 @@ def check_demo_target(out: Path, tasks: list[str], force: bool) -> None:
     from payattn.train import check_run_target
 
     check_not_precious(out, "--out")
+    if out.exists() and not out.is_dir():  # before --force is suggested: it cannot help here
+        raise PayattnError(f"{out} exists and is not a folder; choose another --out (a new or a "
+                           "demo folder)")
     if out.exists() and not force:
         raise PayattnError(f"{out} already exists; pass --force to replace payattn's outputs in it "
                            f"(its runs/, artifacts/, results.jsonl, report/), or choose another --out")
-    if out.exists() and not out.is_dir():
-        raise PayattnError(f"{out} exists and is not a folder; choose another --out")
     check_writable(out, "--out")
     for task in tasks:
         for mech in MECHANISMS:

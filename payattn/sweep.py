@@ -4,9 +4,11 @@
 
 A point is trained by `payattn.train.train`, exactly as `payattn train` does, into
 OUT/runs/VARIANT/seed-N, so export and bench take it unchanged. OUT/sweep.json indexes the
-points (spec, status, accuracy, errors) and is rewritten atomically after every point, so an
-interrupted sweep resumes: a point whose run dir is complete and matches is skipped. A failing
-point is recorded and reported; the others go on.
+points (spec, status, accuracy, errors) and is rewritten atomically as points finish (IndexWriter:
+in time linear in the points finished); an interrupted sweep resumes: a point whose run dir is
+complete and matches is skipped. A failing point is recorded and reported; the others go on.
+A sweep is bounded (MAX_POINTS per command, MAX_INDEX_POINTS per folder) before any point is
+built, and the error says how to split it.
 
 Points run in a local process pool sized to the cores, one torch thread each (the result of
 a point depends only on its seed, so the pool gives the same models as a sequential run), or
@@ -20,12 +22,13 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 import traceback
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -41,6 +44,15 @@ from payattn.runtime.readers import read_json
 from payattn.sweep_index import INDEX, SCHEMA, read_index
 
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
+MAX_POINTS = 10_000  # points of one sweep command: each trains a model; more is a cluster's queue
+MAX_INDEX_POINTS = 100_000  # points one sweep folder indexes, over all the sweeps run into it
+MAX_INDEX_BYTES = 64 << 20  # a full folder's index is about 30 MB
+MAX_WORKERS = 256
+REWRITE_SHARE = 64  # rewrite the index once 1/64 of its entries have finished since the last write
+REWRITE_SECONDS = 30.0
+SPLIT_HINT = ("split it into several sweeps over parts of the grid, e.g. --seeds 0-4999 then "
+              "--seeds 5000-9999, or one -m mechanism at a time, into the same --out (finished "
+              "points are kept and indexed together)")
 
 
 def sweep_options() -> list[str]:
@@ -126,10 +138,19 @@ def make_spec(task: str, mechanisms: list[str], seeds: list[int], *, presets: li
               options: dict[str, list[int]] | None = None, epochs: int | None = None,
               data_dir: Path | str | None = None) -> SweepSpec:
     """Check the axes (the bounds of `payattn train`) and fill in the task's defaults (preset, epochs)."""
+    from payattn.data import check_data_dir
     from payattn.train import check_task_preset, check_train_options, default_epochs
 
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise PayattnError(f"--seeds must give distinct seeds, got {seeds}")
+    if not seeds:
+        raise PayattnError("--seeds gives no seeds; give a count (5), a range (3-7) or a list (0,4,9)")
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted(seed for seed, n in Counter(seeds).items() if n > 1)
+        raise PayattnError(f"--seeds must give distinct seeds; given more than once: "
+                           f"{', '.join(map(str, repeated[:5]))}")
+    check_grid({"mechanisms": len(set(mechanisms)), "seeds": len(seeds),
+                "presets": len(presets or [None]),
+                **{f"--{n.replace('_', '-')} values": len(v) for n, v in (options or {}).items() if v}})
+    check_data_dir(task, data_dir)
     presets = [check_task_preset(task, preset) for preset in presets or [None]]
     epochs = epochs if epochs is not None else default_epochs(task)
     chosen, valid = [], sweep_options()
@@ -151,17 +172,45 @@ def make_spec(task: str, mechanisms: list[str], seeds: list[int], *, presets: li
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`--seeds`, the same in every command: '5' → seeds 0–4; '3-7' → 3 to 7; '0,4,9' → those."""
+    """`--seeds`, the same in every command: '5' → seeds 0–4; '3-7' → 3 to 7; '0,4,9' → those.
+    The count is checked before any list is built, so a huge range costs nothing."""
     text = text.strip()
+    listed = "," in text
+    ranged = not listed and "-" in text.lstrip("-")
     try:
-        if "," in text:
-            return [int(part) for part in text.split(",") if part.strip()]
-        if "-" in text:
+        if listed:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+            low, count = 0, len(seeds)
+        elif ranged:
             low, high = (int(part) for part in text.split("-", 1))
-            return list(range(low, high + 1))
-        return list(range(int(text)))
+            count = high - low + 1
+        else:
+            low, count = 0, int(text)
     except ValueError:
         raise PayattnError(f"--seeds {text!r}: give a count (5), a range (3-7) or a list (0,4,9)") from None
+    if ranged and count < 1:
+        raise PayattnError(f"--seeds {text}: the range is empty ({high} is below {low}); write the "
+                           f"lower seed first, e.g. --seeds {high}-{low}")
+    if listed and count < 1:
+        raise PayattnError(f"--seeds {text!r} lists no seeds; give a list such as 0,4,9")
+    if count < 1:
+        raise PayattnError(f"--seeds {text} is a count of no seeds; give at least 1 (--seeds 1 is "
+                           "seed 0 alone, --seeds 3-3 is seed 3 alone)")
+    if count > MAX_POINTS:
+        raise PayattnError(f"--seeds {text} gives {count:,} seeds; a sweep takes at most "
+                           f"{MAX_POINTS:,} points; {SPLIT_HINT}")
+    return seeds if listed else list(range(low, low + count))
+
+
+def check_grid(counts: dict[str, int]) -> int:
+    """The number of points of a grid with these axis lengths, refused over MAX_POINTS before
+    any point is built."""
+    total = math.prod(counts.values())
+    if total > MAX_POINTS:
+        axes = " × ".join(f"{n:,} {axis}" for axis, n in counts.items() if n > 1) or "1 point"
+        raise PayattnError(f"the sweep has {total:,} points ({axes}); a sweep takes at most "
+                           f"{MAX_POINTS:,} points; {SPLIT_HINT}")
+    return total
 
 
 # ---- one point ------------------------------------------------------------------------
@@ -290,26 +339,11 @@ def _import_ray() -> Any:
     return ray
 
 
-def _check_reachable(address: str) -> None:
-    """Fail at once on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
-    host, _, port = address.rpartition(":")
-    if address == "auto" or "://" in address or not port.isdigit():
-        return
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-    except OSError as exc:
-        raise PayattnError(f"cannot connect to the Ray cluster at {address!r} ({exc.strerror or exc}); "
-                           "start one with `ray start --head` or check the address") from None
-
-
 def _ray(spec: SweepSpec, points: list[Point], out: Path, address: str) -> Events:
+    from payattn import ray_connect
+
     ray = _import_ray()
-    try:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    except Exception as exc:  # ray raises ConnectionError, RuntimeError, ValueError for a bad address
-        raise PayattnError(f"cannot connect to the Ray cluster at {address!r} "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                           "start one with `ray start --head` or check the address") from None
+    ray_connect.connect(ray, address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_train_point_files)
         pending = {remote.remote(spec, p, payattn.__version__): p for p in points}
@@ -339,6 +373,13 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def check_workers(workers: int | None) -> None:
+    """`--workers`: None (the cores) or 1 to MAX_WORKERS local processes."""
+    if workers is not None and (isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS):
+        raise PayattnError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, got {workers}; "
+                           "leave it out to use one process per core")
+
+
 def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_address: str | None = None,
               force: bool = False, on_status: Callable[[Status], None] | None = None,
               on_result: Callable[[PointResult], None] | None = None) -> list[PointResult]:
@@ -347,14 +388,19 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
     if out.exists() and not out.is_dir():
         raise PayattnError(f"sweep folder {out} is a file; pass a folder path")
     if ray_address:  # before anything is written
+        from payattn.ray_connect import probe
+
+        probe(ray_address)
         _import_ray()
-        _check_reachable(ray_address)
+    check_workers(workers)
     points = spec.points()
+    earlier = earlier_entries(out, points)
     results = {} if force else _finished(spec, points, out)
     todo = [p for p in points if p.id not in results]
     status = Status(len(points), skipped=len(results))
     out.mkdir(parents=True, exist_ok=True)
-    write_index(out, spec, points, results)
+    index = IndexWriter(out, spec, points, earlier)
+    index.write(results)
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
     if ray_address:
         events = _ray(spec, todo, out, ray_address)
@@ -364,19 +410,22 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
         events = _local_pool(spec, todo, out, workers, force)
     if on_status:
         on_status(status)
-    for running, finished in events:
-        for result in finished:
-            results[result.point.id] = result
-            status.done += result.status == "done"
-            status.failed += result.status == "failed"
-            if on_result:
-                on_result(result)
-        if finished:
-            pause_point("sweep:index")  # the fault tests kill here: run dirs written, index not yet
-            write_index(out, spec, points, results)
-        status.running = running
-        if on_status:
-            on_status(status)
+    try:
+        for running, finished in events:
+            for result in finished:
+                results[result.point.id] = result
+                status.done += result.status == "done"
+                status.failed += result.status == "failed"
+                if on_result:
+                    on_result(result)
+            if finished:
+                pause_point("sweep:index")  # the fault tests kill here: run dirs written, index not yet
+                index.finished(results, len(finished))
+            status.running = running
+            if on_status:
+                on_status(status)
+    finally:  # Ctrl-C or SIGTERM: the index still records every point finished so far
+        index.flush(results)
     return [results[p.id] for p in points]
 
 
@@ -396,13 +445,64 @@ def _finished(spec: SweepSpec, points: list[Point], out: Path) -> dict[str, Poin
     return found
 
 
-def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[str, PointResult]) -> Path:
-    """Rewrite OUT/sweep.json atomically; points from earlier runs of a wider sweep are kept."""
+class IndexWriter:
+    """OUT/sweep.json, kept in memory and rewritten atomically when the points finished since
+    the last write pay for it: a rewrite costs time in proportion to the entries, so it waits
+    for one point in REWRITE_SHARE of them (a small sweep: every point), or REWRITE_SECONDS.
+    The work on the index is thus linear in the points finished, not points × grid; a killed
+    sweep loses only index lines, since a resume finds finished points by their run dirs."""
+
+    def __init__(self, out: Path, spec: SweepSpec, points: list[Point],
+                 earlier: dict[str, dict[str, Any]]) -> None:
+        self.out, self.spec, self.points, self.earlier = out, spec, points, earlier
+        self.unwritten = 0
+        self.last = time.monotonic()
+        self.writes = 0
+
+    def write(self, results: dict[str, PointResult]) -> None:
+        write_index(self.out, self.spec, self.points, results, self.earlier)
+        self.unwritten, self.last, self.writes = 0, time.monotonic(), self.writes + 1
+
+    def finished(self, results: dict[str, PointResult], count: int) -> None:
+        self.unwritten += count
+        entries = len(self.points) + len(self.earlier)
+        if (self.unwritten * REWRITE_SHARE >= entries
+                or time.monotonic() - self.last >= REWRITE_SECONDS):
+            self.write(results)
+
+    def flush(self, results: dict[str, PointResult]) -> None:
+        if self.unwritten:
+            self.write(results)
+
+
+def earlier_entries(out: Path, points: list[Point]) -> dict[str, dict[str, Any]]:
+    """The entries of OUT/sweep.json from earlier sweeps into `out`, read once; refused if the
+    folder would then index more than MAX_INDEX_POINTS points."""
     path = out / INDEX
-    entries = {entry["id"]: entry for entry in read_index(out)["points"]} if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise PayattnError(f"{path} is {path.stat().st_size / 2**20:,.0f} MiB, over the "
+                           f"{MAX_INDEX_BYTES // 2**20} MiB a sweep index may be; sweep into a new --out")
+    entries = {entry["id"]: entry for entry in read_index(out)["points"]}
+    total = len(entries.keys() | {p.id for p in points})
+    if total > MAX_INDEX_POINTS:
+        raise PayattnError(f"{out} would index {total:,} points, over the {MAX_INDEX_POINTS:,} one "
+                           "sweep folder takes; sweep the rest into a new --out")
+    return entries
+
+
+def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[str, PointResult],
+                earlier: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Rewrite OUT/sweep.json atomically; points from earlier runs of a wider sweep (`earlier`,
+    read from the file when not given) are kept."""
+    path = out / INDEX
+    if earlier is None:
+        earlier = {entry["id"]: entry for entry in read_index(out)["points"]} if path.is_file() else {}
+    entries = dict(earlier)
     for point in points:
         r = results.get(point.id)
-        entry = {"id": point.id, "variant": point.variant, "run_dir": str(run_dir_of(Path("."), point)),
+        entry = {"id": point.id, "variant": point.variant, "run_dir": f"runs/{point.id}",
                  "mechanism": point.mechanism, "seed": point.seed, "setting": point.setting,
                  "status": "pending" if r is None else "done" if r.status == "skipped" else r.status}
         if r is not None:
@@ -414,6 +514,9 @@ def write_index(out: Path, spec: SweepSpec, points: list[Point], results: dict[s
         entries[point.id] = entry
     spec_data = asdict(spec)
     spec_data["options"] = {name: list(values) for name, values in spec.options}
-    document = {"schema": SCHEMA, "payattn_version": payattn.__version__, "spec": spec_data,
-                "points": list(entries.values())}
-    return write_file_atomic(path, json.dumps(document, indent=2) + "\n")
+    # One line per key and per point: readable, and written by json's C encoder (indent= is
+    # pure Python, 3× slower on a big index).
+    points_text = ",\n".join(f"    {json.dumps(entry)}" for entry in entries.values())
+    text = (f'{{\n  "schema": {json.dumps(SCHEMA)},\n  "payattn_version": {json.dumps(payattn.__version__)},'
+            f'\n  "spec": {json.dumps(spec_data)},\n  "points": [\n{points_text}\n  ]\n}}\n')
+    return write_file_atomic(path, text)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from payattn.cost import model_cost
-from payattn.data import TASKS, Dataset, Prepared, load_task, prepare
+from payattn.data import TASKS, Dataset, Prepared, check_data_dir, load_task, prepare
 from payattn.data.tokenizer import Tokenizer
 from payattn.errors import PayattnError
 from payattn.files import check_target, clean_leftovers, pause_point, replace_dir, temp_dir_beside
@@ -103,6 +103,7 @@ def train(
     preset = check_task_preset(task, preset)
     epochs = epochs if epochs is not None else default_epochs(task)
     check_train_options(epochs=epochs, seed=seed, threads=threads, overrides=overrides)
+    check_data_dir(task, data_dir)
     check_run_target(Path(out), force)
     data_dir = Path(data_dir).absolute() if data_dir is not None else None
     setup = resolve(task, preset, mechanism, dataset or load_task(task, data_dir), overrides)

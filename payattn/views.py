@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from rich.markup import escape
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TransferSpeedColumn)
@@ -356,6 +357,6 @@ def print_headlines(results: Any) -> None:
 
 def devices_table(specs: list[Any]) -> Table:
     table = make_table(("name", "kind", "target"), left=("name", "kind", "target"))
-    for spec in specs:
-        table.add_row(spec.name, spec.kind, spec.target)
+    for spec in specs:  # an invalid entry's problem names [devices.NAME]: not markup
+        table.add_row(spec.name, spec.kind, escape(spec.target))
     return table

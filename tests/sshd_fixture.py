@@ -9,6 +9,7 @@ sshd is a test failure that says how to install it, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -72,12 +74,13 @@ def wait_for_banner(port: int, proc: subprocess.Popen, log: Path, seconds: float
     pytest.fail(f"sshd did not answer on port {port}: {log.read_text(errors='replace')[-2000:]}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory):
+@contextlib.contextmanager
+def running_sshd(tmp: Path, sftp: bool = True) -> Iterator[SshServer]:
+    """An sshd on 127.0.0.1 with its keys in `tmp`, stopped on exit; `sftp=False` leaves out
+    the SFTP subsystem (as some minimal boards do), which scp needs."""
     sshd = find_sshd()
     if shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
         pytest.fail("ssh/ssh-keygen not found: " + INSTALL_HINT, pytrace=False)
-    tmp = tmp_path_factory.mktemp("sshd")
     host_key = keygen(tmp / "host_key")
     user_key = keygen(tmp / "user_key")
     other_key = keygen(tmp / "other_key")
@@ -96,7 +99,7 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory):
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "PubkeyAuthentication yes",
-        "Subsystem sftp internal-sftp",
+        *(["Subsystem sftp internal-sftp"] if sftp else []),
         "LogLevel VERBOSE",
         "",
     ]))
@@ -128,3 +131,9 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory):
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

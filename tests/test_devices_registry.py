@@ -136,24 +136,30 @@ def test_strings_are_escaped(devices, tmp_path):
 
 
 def test_hand_edited_files_give_clear_errors(devices):
+    """A file that is not TOML is an error; a bad entry is an error for its own name, listed
+    as INVALID, and never stops the other devices."""
     devices.parent.mkdir(parents=True)
     devices.write_text("[devices.pi4\n")
     with pytest.raises(PayattnError, match="cannot read the device registry .*devices.toml.*fix or delete"):
         list_devices(devices)
-    devices.write_text('[devices.pi4]\nkind = "ssh"\nhost = "pi"\ncolour = "red"\n')
-    with pytest.raises(PayattnError, match=r"\[devices.pi4\] in .* has unknown key\(s\) colour"):
-        list_devices(devices)
-    devices.write_text('[devices.pi4]\nkind = "ssh"\n')
-    with pytest.raises(PayattnError, match='needs host = "HOST"'):
-        list_devices(devices)
-    devices.write_text('[devices.phone]\nkind = "adb"\nserial = "X"\n')  # LiteRT's prebuilt, on first use
-    assert list_devices(devices)[1].benchmark_model is None
-    devices.write_text('[devices.phone]\nkind = "adb"\nserial = "X"\nbenchmark_model_sha256 = "abc"\n')
-    with pytest.raises(PayattnError, match="benchmark_model_sha256 must be 64 hex digits"):
-        list_devices(devices)
-    devices.write_text('[devices.local]\nkind = "ssh"\nhost = "pi"\n')
-    with pytest.raises(PayattnError, match="reserved"):
-        list_devices(devices)
+    good = '[devices.ok]\nkind = "ssh"\nhost = "pi"\n'
+    devices.write_text(good + '[devices.phone]\nkind = "adb"\nserial = "X"\n')  # LiteRT's prebuilt, on first use
+    assert get_device("phone", devices).benchmark_model is None
+    for entry, problem, name in [
+        ('[devices.pi4]\nkind = "ssh"\nhost = "pi"\ncolour = "red"\n',
+         r"\[devices.pi4\] in .* has unknown key\(s\) colour", "pi4"),
+        ('[devices.pi4]\nkind = "ssh"\n', 'needs host = "HOST"', "pi4"),
+        ('[devices.phone]\nkind = "adb"\nserial = "X"\nbenchmark_model_sha256 = "abc"\n',
+         "benchmark_model_sha256 must be 64 hex digits", "phone"),
+        ('[devices.local]\nkind = "ssh"\nhost = "pi"\n', "reserved", "local"),
+    ]:
+        devices.write_text(good + entry)
+        listed = {d.name: d for d in list_devices(devices)}
+        assert get_device("ok", devices).host == "pi"
+        if name != "local":
+            assert listed[name].kind == "INVALID"
+            with pytest.raises(PayattnError, match=problem):
+                get_device(name, devices)
 
 
 def test_render_is_stable(devices):

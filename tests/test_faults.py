@@ -198,7 +198,7 @@ CASES = [
     (f"bench {V} --device pi --devices-file port.toml", "port must be an integer 1-65535 without quotes"),
     (f"bench {V} --device pi --devices-file kind.toml", 'kind must be "ssh" or "adb", not \'usb\''),
     (f"bench {V} --device pi --devices-file user.toml", "is not a valid login name"),
-    (f"bench {V} --device pi --devices-file name.toml", "[devices.A] in name.toml: invalid device name 'A'"),
+    (f"bench {V} --device A --devices-file name.toml", "[devices.A] in name.toml: invalid device name 'A'"),
     (f"bench {V} --device pi --devices-file broken.toml", "cannot read the device registry broken.toml"),
     (f"bench {V} --device ph --devices-file serial.toml", "is not an adb serial"),
     # verify
@@ -236,9 +236,9 @@ CASES = [
      "benchmark_model binary nowhere does not exist"),
     ("devices add pi --ssh pi@host --devices-file a-dir", "is not a file"),
     ("devices add pi --ssh pi@host --devices-file a-file/d.toml", "cannot write the device registry"),
-    ("devices remove ghost --devices-file port.toml", "port must be an integer"),
+    ("devices remove ghost --devices-file port.toml", "no device named 'ghost' in port.toml; stored devices: pi"),
     ("devices remove local", "cannot be removed"),
-    ("devices list --devices-file port.toml", "port must be an integer"),
+    ("devices list --devices-file broken.toml", "cannot read the device registry broken.toml"),
     ("devices check ghost --devices-file config/d.toml", "unknown device 'ghost'"),
     # the app itself
     ("nosuchcommand", "No such command 'nosuchcommand'"),

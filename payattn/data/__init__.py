@@ -55,6 +55,16 @@ TASKS: dict[str, TaskInfo] = {
 }
 
 
+def check_data_dir(name: str, data_dir: Path | str | None) -> None:
+    """Refuse a --data-dir given with an embedded task: it would be ignored, and a run's
+    config.json must not record a folder its data did not come from."""
+    if data_dir is not None and name in TASKS and TASKS[name].embedded:
+        full = {"mnist-5k": "mnist", "movie-reviews": "imdb", "amazon-reviews": "amazon"}.get(name)
+        instead = f", or --task {full} to train on the full dataset in it" if full else ""
+        raise PayattnError(f"task {name!r} is embedded in payattn and reads no --data-dir; "
+                           f"drop --data-dir {data_dir}{instead}")
+
+
 def load_task(name: str, data_dir: Path | str | None = None) -> Dataset:
     """Load a task's raw data. Embedded tasks ignore `data_dir`; full ones require it."""
     if name not in TASKS:

@@ -33,6 +33,7 @@ from payattn.devices.base import (
     ignore_log,
     last_error_line,
     load_job_artifacts,
+    run_child,
     stream_process,
 )
 from payattn.devices.benchmark_model import (GPU_NOT_APPLIED, BenchmarkModelParseError, parse_benchmark_model,
@@ -130,7 +131,7 @@ class AdbDevice:
     def adb(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         argv = [self.settings.adb, "-s", self.spec.serial, *args]
         try:
-            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            return run_child(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   errors="replace", timeout=timeout)
         except FileNotFoundError:
             raise DeviceError(self.spec.name, f"{self.settings.adb!r} is not installed here; install "

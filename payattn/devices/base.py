@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from payattn.errors import PayattnError
 from payattn.runtime.artifacts import Artifact, load_artifact
@@ -57,6 +57,65 @@ def ignore_log(_message: str) -> None:
     """The default log sink."""
 
 
+# The ssh, scp and adb processes running now, on any thread: a SIGTERM or Ctrl-C reaches the
+# main thread only, so it stops these (stop_children) and the device threads' waits end too.
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def _started(proc: subprocess.Popen) -> None:
+    with _live_lock:
+        _live.add(proc)
+    if _stopping.is_set():  # stop_children ran between the check and the start
+        proc.kill()
+
+
+def _ended(proc: subprocess.Popen) -> None:
+    with _live_lock:
+        _live.discard(proc)
+
+
+def stop_children() -> None:
+    """Kill every ssh/scp/adb child of this process and refuse new ones (see reset_children)."""
+    _stopping.set()
+    with _live_lock:
+        for proc in list(_live):
+            proc.kill()
+
+
+def reset_children() -> None:
+    _stopping.clear()
+
+
+def stopping() -> bool:
+    """Whether stop_children ran: a device failing now failed because the run was stopped."""
+    return _stopping.is_set()
+
+
+def run_child(argv: Sequence[str], *, timeout: float, input: bytes | None = None,
+              capture_output: bool = False, **popen: Any) -> subprocess.CompletedProcess:
+    """subprocess.run, for a process stop_children can end; after stop_children it refuses to
+    start (KeyboardInterrupt, as the interrupted main thread sees it)."""
+    if _stopping.is_set():
+        raise KeyboardInterrupt
+    if capture_output:
+        popen.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if input is not None:
+        popen["stdin"] = subprocess.PIPE
+    with subprocess.Popen(list(argv), **popen) as proc:
+        _started(proc)
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            _ended(proc)
+    return subprocess.CompletedProcess(list(argv), proc.returncode, stdout, stderr)
+
+
 def stream_process(
     argv: Sequence[str],
     *,
@@ -74,6 +133,8 @@ def stream_process(
     `on_stop` runs after a timeout or Ctrl-C kills the process: killing a local `ssh` does not
     stop the command it started on the device, so the SSH device stops that itself.
     """
+    if _stopping.is_set():
+        raise KeyboardInterrupt
     with quiet_fork():
         proc = subprocess.Popen(
             list(argv),
@@ -83,6 +144,7 @@ def stream_process(
             env=env,
             preexec_fn=die_with_parent,  # a killed payattn takes its harness, ssh or adb with it
         )
+    _started(proc)
     out: list[str] = []
     err: list[str] = []
     failures: list[BaseException] = []
@@ -119,6 +181,7 @@ def stream_process(
         proc.wait()
         if on_stop is not None:
             on_stop()
+    _ended(proc)
     deadline = time.monotonic() + 5.0
     for thread in threads:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence, Union
 
 from payattn.devices.adb import BUILD_HINT, AdbDevice, AdbSettings
-from payattn.devices.base import DeviceError, OnResult, Log, ignore_log, load_job_artifacts
+from payattn.devices.base import (DeviceError, OnResult, Log, ignore_log, load_job_artifacts,
+                                  reset_children, stop_children, stopping)
 from payattn.devices.local import LocalDevice
 from payattn.devices.prebuilt import LITERT_VERSION, check_abi, prebuilt_url
 from payattn.devices.registry import DeviceSpec, get_device
@@ -95,7 +96,10 @@ def check_device(name: str, *, devices_file: Path | None = None, ssh: SshSetting
     adb = replace(adb, devices_file=adb.devices_file or devices_file)
     with open_device(spec, ssh=ssh, adb=adb) as device:
         facts = device.probe()
+        sftp = device.sftp_problem() if isinstance(device, SshDevice) else None
     check = DeviceCheck(name=spec.name, kind=spec.kind, target=spec.target, facts=facts)
+    if sftp:
+        check.problems.append(sftp)
     if spec.kind == "adb" and spec.benchmark_model is None:
         _check_prebuilt(check, spec, facts, adb)
         return check
@@ -233,17 +237,24 @@ def run_fleet(specs: Sequence[DeviceSpec], job: dict, keep: OnResult, *, ssh: Ss
             log(f"{spec.name}: {len(run.results)} line(s) in {run.seconds:.1f} s, "
                      f"{run.bytes_copied} bytes copied")
         except DeviceError as exc:
+            if stopping():  # its ssh or adb was stopped by Ctrl-C or SIGTERM, not by a fault
+                return
             with lock:
                 failures.append(DeviceFailure(spec.name, str(exc)))
             log(f"{spec.name}: FAILED: {exc}")
 
+    reset_children()
     for spec in specs:
         if spec.kind == "local":
             run_one(spec)
     remote = [spec for spec in specs if spec.kind != "local"]
     if remote:
         with ThreadPoolExecutor(max_workers=len(remote), thread_name_prefix="payattn-device") as pool:
-            for future in [pool.submit(run_one, spec) for spec in remote]:
-                future.result()  # re-raises what is not a device's failure (a full disk, a bad line)
+            try:
+                for future in [pool.submit(run_one, spec) for spec in remote]:
+                    future.result()  # re-raises what is not a device's failure (a full disk, a bad line)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: end every device's wait, now
+                stop_children()
+                raise
     order = [spec.name for spec in specs]
     return sorted(failures, key=lambda failure: order.index(failure.device))

@@ -2,30 +2,35 @@
 
 The file lives in the user's config dir (`$XDG_CONFIG_HOME/payattn/devices.toml`, by default
 `~/.config/payattn/devices.toml`) so that `payattn bench --device pi4` works from any checkout.
-It is read with tomllib and written by the minimal writer below (string and integer values
-only), atomically, so an interrupted `devices add` never leaves a half-written registry.
-`local` (this machine) always exists and is never stored.
+It is read with tomllib and written back whole by payattn.devices.toml_file, atomically.
+One set of rules (entry_spec) decides what a valid entry is, for the readers and for
+`devices add` before it writes; an entry that breaks them is listed as invalid, can be
+removed, and never stops another device from being used. `local` (this machine) always
+exists and is never stored.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-import tempfile
 import threading
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any, Callable
 
+from payattn.devices.toml_file import render_document, toml_string, write_text_atomic
 from payattn.errors import PayattnError
 
 LOCAL = "local"
 _RECORD_LOCK = threading.Lock()
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-HOST_PATTERN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$")
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
 MASK_PATTERN = re.compile(r"^(?:0x)?[0-9A-Fa-f]+$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_REGISTRY_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,27 @@ def validate_name(name: str) -> str:
     return name
 
 
+MAX_HOST = 253  # DNS: a name of at most 253 characters, each label at most 63
+MAX_LABEL = 63
+MAX_USER = 32  # Linux login names (useradd's limit)
+MAX_SERIAL = 128
+MAX_PATH = 4096  # PATH_MAX
+MAX_MASK = 32  # hex digits: 128 CPUs
+
+
+def shown(value: str, width: int = 60) -> str:
+    """A value as quoted in a message: a huge one is cut, so the message stays one line."""
+    return repr(value) if len(value) <= width else repr(value[:width]) + f"… ({len(value):,} characters)"
+
+
 def parse_ssh_target(target: str) -> tuple[str | None, str, int | None]:
-    """Split `[USER@]HOST[:PORT]` (an IPv6 host in brackets) into (user, host, port)."""
+    """Split `[USER@]HOST[:PORT]` (an IPv6 host in brackets) into (user, host, port). The
+    length is checked first: no pattern ever runs on a value longer than its bound."""
+    usage = "expected USER@HOST or USER@HOST:PORT, e.g. pi@raspberrypi.local:22"
+    longest = MAX_USER + 1 + MAX_HOST + 2 + 6
+    if len(target) > longest:
+        raise PayattnError(f"invalid SSH target {shown(target)}: at most {longest} characters "
+                           f"(a login name of {MAX_USER}, a host name of {MAX_HOST}, a port); {usage}")
     user, _, hostport = target.rpartition("@")
     host, port_text = hostport, ""
     if hostport.startswith("["):
@@ -103,66 +127,124 @@ def parse_ssh_target(target: str) -> tuple[str | None, str, int | None]:
         port_text = rest[1:]
     elif ":" in hostport:
         host, _, port_text = hostport.partition(":")
-    usage = "expected USER@HOST or USER@HOST:PORT, e.g. pi@raspberrypi.local:22"
-    if user and not USER_PATTERN.match(user):
-        raise PayattnError(f"invalid SSH user in {target!r}; {usage}")
-    if not host or not HOST_PATTERN.match(host):
-        raise PayattnError(f"invalid SSH host in {target!r}; {usage}")
+    if user and (len(user) > MAX_USER or not USER_PATTERN.match(user)):
+        raise PayattnError(f"invalid SSH user in {shown(target)}: 1-{MAX_USER} letters, digits, '.', "
+                           f"'_' or '-', not starting with '-'; {usage}")
+    problem = check_host(host)
+    if problem:
+        raise PayattnError(f"invalid SSH host in {shown(target)}: {problem}; {usage}")
     port: int | None = None
     if port_text or hostport.endswith(":"):
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise PayattnError(f"invalid SSH port in {target!r}: use 1-65535; {usage}")
+            raise PayattnError(f"invalid SSH port in {shown(target)}: use 1-65535; {usage}")
         port = int(port_text)
     return user or None, host, port
 
 
-def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
-    """The stored devices by name (without `local`); a missing file is an empty registry."""
+def check_host(host: str) -> str | None:
+    """What is wrong with an SSH host (a DNS name, an IPv4 address or a bracketed IPv6 one),
+    or None. The length is checked before any pattern, so a huge value costs nothing."""
+    if not host or len(host) > MAX_HOST + 2:
+        return f"a host name is 1-{MAX_HOST} characters, got {len(host):,}"
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1] if host.endswith("]") else "?")
+        except ValueError:
+            return f"{host[:40]!r} is not an IPv6 address in brackets"
+        return None
+    if len(host) > MAX_HOST:
+        return f"a host name is at most {MAX_HOST} characters (DNS), got {len(host):,}"
+    for label in host.split("."):
+        if not 1 <= len(label) <= MAX_LABEL or not LABEL_PATTERN.match(label):
+            return (f"each dot-separated part of a host name is 1-{MAX_LABEL} letters, digits or "
+                    f"'-' (not at either end), got {label[:40]!r}")
+    return None
+
+
+def read_registry(path: Path | None = None) -> tuple[dict[str, DeviceSpec], dict[str, str]]:
+    """The stored devices by name (without `local`), and the entries that are not valid devices,
+    each with what is wrong and the fix. One bad entry never hides the others; a file that is
+    not TOML at all is an error. A missing file is an empty registry."""
     path = Path(path) if path is not None else default_devices_file()
+    tables = _devices_table(_read_document(path), path)
+    specs: dict[str, DeviceSpec] = {}
+    invalid: dict[str, str] = {}
+    for name, entry in tables.items():
+        try:
+            specs[name] = entry_spec(name, entry, f"[devices.{name}] in {path}")
+        except PayattnError as exc:
+            invalid[name] = str(exc)
+    return specs, invalid
+
+
+def load_registry(path: Path | None = None) -> dict[str, DeviceSpec]:
+    """The valid stored devices by name (without `local`); see read_registry for the others."""
+    return read_registry(path)[0]
+
+
+def _read_document(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     if not path.is_file():
         raise PayattnError(f"the device registry {path} is not a file; pass a file path to --devices-file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_REGISTRY_BYTES:
+            raise PayattnError(f"the device registry {path} is over {MAX_REGISTRY_BYTES // 2**20} MiB, "
+                               "more than any list of devices; fix or delete the file")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PayattnError(f"cannot read the device registry {path} ({exc.strerror}); check its permissions") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PayattnError(f"cannot read the device registry {path}: {exc}; fix or delete the file") from None
-    tables = data.get("devices", {})
+
+
+def _devices_table(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    tables = document.get("devices", {})
     if not isinstance(tables, dict):
         raise PayattnError(f"{path}: 'devices' must be a table of [devices.NAME] entries; fix or delete the file")
+    return tables
+
+
+def entry_spec(name: str, entry: Any, where: str) -> DeviceSpec:
+    """The device a registry entry describes, by the one set of rules that both the readers
+    and `devices add` apply (add checks its new entry with this before writing anything)."""
+    if not isinstance(entry, dict):
+        raise PayattnError(f"{where} is not a table; fix it or remove it with `payattn devices remove`")
     known = {f.name for f in fields(DeviceSpec)} - {"name"}
-    specs: dict[str, DeviceSpec] = {}
-    for name, entry in tables.items():
-        where = f"[devices.{name}] in {path}"
-        if not isinstance(entry, dict):
-            raise PayattnError(f"{where} is not a table; fix or delete the file")
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise PayattnError(f"{where} has unknown key(s) {', '.join(unknown)}; "
-                               f"valid keys: {', '.join(sorted(known))}")
-        try:
-            validate_name(name)
-        except PayattnError as exc:
-            raise PayattnError(f"{where}: {exc}") from None
-        if "kind" not in entry:
-            raise PayattnError(f"{where} has no kind; add kind = \"ssh\" or kind = \"adb\"")
-        spec = DeviceSpec(name=name, **entry)
-        _check_entry(spec, where)
-        specs[name] = spec
-    return specs
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise PayattnError(f"{where} has unknown key(s) {', '.join(unknown)}; "
+                           f"valid keys: {', '.join(sorted(known))}")
+    try:
+        validate_name(name)
+    except PayattnError as exc:
+        raise PayattnError(f"{where}: {exc}") from None
+    if "kind" not in entry:
+        raise PayattnError(f"{where} has no kind; add kind = \"ssh\" or kind = \"adb\"")
+    spec = DeviceSpec(name=name, **entry)
+    _check_entry(spec, where)
+    return spec
 
 
 def _check_entry(spec: DeviceSpec, where: str) -> None:
-    """Reject a hand-edited entry that could not work, naming the missing or wrong key."""
+    """Reject an entry that could not work, naming the missing or wrong key. Every length is
+    checked before any pattern."""
+    bounds = {"user": MAX_USER, "serial": MAX_SERIAL, "cpu_mask": MAX_MASK, "host": MAX_HOST + 2,
+              "benchmark_model_version": 64, "benchmark_model_sha256": 64}
     for key in ("user", "identity", "known_hosts", "python", "cpu_mask", "host", "serial", "benchmark_model",
                 "benchmark_model_version", "benchmark_model_sha256"):
-        if getattr(spec, key) is not None and not isinstance(getattr(spec, key), str):
+        value = getattr(spec, key)
+        if value is not None and not isinstance(value, str):
             raise PayattnError(f"{where}: {key} must be a string in quotes")
+        if value is not None and len(value) > bounds.get(key, MAX_PATH):
+            raise PayattnError(f"{where}: {key} is {len(value):,} characters, over its bound of "
+                               f"{bounds.get(key, MAX_PATH):,}")
     if spec.kind == "ssh":
-        if not isinstance(spec.host, str) or not HOST_PATTERN.match(spec.host):
+        if not isinstance(spec.host, str):
             raise PayattnError(f"{where}: an ssh device needs host = \"HOST\" (a name or address)")
+        problem = check_host(spec.host)
+        if problem:
+            raise PayattnError(f"{where}: invalid host: {problem}")
         if spec.port is not None and (isinstance(spec.port, bool) or not isinstance(spec.port, int)
                                       or not 0 < spec.port < 65536):
             raise PayattnError(f"{where}: port must be an integer 1-65535 without quotes, e.g. port = 22")
@@ -170,11 +252,12 @@ def _check_entry(spec: DeviceSpec, where: str) -> None:
             raise PayattnError(f"{where}: user {spec.user!r} is not a valid login name (letters, digits, "
                                f"'.', '_', '-', not starting with '-')")
         if spec.python is not None and (not spec.python.strip() or spec.python.startswith("-")):
-            raise PayattnError(f"{where}: python must name the device's Python, e.g. python3")
+            raise PayattnError(f"{where}: python {spec.python!r} is not a program; name the device's "
+                               "Python, e.g. python3 or /usr/bin/python3")
     elif spec.kind == "adb":
         if not isinstance(spec.serial, str) or not spec.serial:
             raise PayattnError(f"{where}: an adb device needs serial = \"SERIAL\" (see `adb devices`)")
-        if spec.serial.startswith("-") or any(c.isspace() for c in spec.serial):
+        if spec.serial.startswith("-") or not spec.serial.isprintable() or " " in spec.serial:
             raise PayattnError(f"{where}: serial {spec.serial!r} is not an adb serial; copy it from `adb devices`")
         if spec.benchmark_model == "":
             raise PayattnError(f"{where}: benchmark_model must be a path; leave it out to use LiteRT's prebuilt")
@@ -188,19 +271,40 @@ def _check_entry(spec: DeviceSpec, where: str) -> None:
         raise PayattnError(f"{where}: kind must be \"ssh\" or \"adb\", not {spec.kind!r}")
 
 
-def list_devices(path: Path | None = None) -> list[DeviceSpec]:
-    """`local` first, then the stored devices by name."""
-    registry = load_registry(path)
-    return [LOCAL_SPEC] + [registry[name] for name in sorted(registry)]
+@dataclass(frozen=True)
+class InvalidEntry:
+    """A registry entry that is not a usable device: listed (marked), removable, never used."""
+
+    name: str
+    problem: str
+    kind: str = "INVALID"
+
+    @property
+    def target(self) -> str:
+        return self.problem
+
+
+def list_devices(path: Path | None = None) -> list[DeviceSpec | InvalidEntry]:
+    """`local` first, then the stored entries by name, invalid ones marked (never dropped)."""
+    registry, invalid = read_registry(path)
+    entries: dict[str, DeviceSpec | InvalidEntry] = {**registry}
+    entries.update({name: InvalidEntry(name, problem) for name, problem in invalid.items()})
+    return [LOCAL_SPEC] + [entries[name] for name in sorted(entries)]
 
 
 def get_device(name: str, path: Path | None = None) -> DeviceSpec:
-    """The device called `name`; an unknown name lists the known ones."""
+    """The device called `name`; an unknown name lists the known ones. An invalid entry is an
+    error for its own name only: every other device stays usable."""
     if name == LOCAL:
         return LOCAL_SPEC
-    registry = load_registry(path)
+    registry, invalid = read_registry(path)
+    if name in invalid:
+        raise PayattnError(f"{invalid[name]}; fix the entry, or remove it with "
+                           f"`payattn devices remove {name}` and add it again")
     if name not in registry:
         known = ", ".join([LOCAL] + sorted(registry))
+        if invalid:
+            known += f" (and invalid entries {', '.join(sorted(invalid))}: see `payattn devices list`)"
         raise PayattnError(
             f"unknown device {name!r}; known devices: {known}. "
             "Add one with `payattn devices add NAME --ssh USER@HOST` or `--adb SERIAL`"
@@ -297,88 +401,71 @@ def add_adb_device(
 
 
 def record_benchmark_model(name: str, version: str, sha256: str, path: Path | None = None) -> DeviceSpec:
-    """Record the prebuilt benchmark_model a phone first ran, so a changed file is noticed."""
+    """Record the prebuilt benchmark_model a phone first ran, so a changed file is noticed.
+    Every other entry, valid or not, is kept as it was."""
     path = Path(path) if path is not None else default_devices_file()
     with _RECORD_LOCK:  # phones bench at once, each on its own thread
-        registry = load_registry(path)
+        registry, _ = read_registry(path)
         if name not in registry:
             raise PayattnError(f"no device named {name!r} in {path}; add it with `payattn devices add`")
-        registry[name] = replace(registry[name], benchmark_model_version=version,
-                                 benchmark_model_sha256=sha256)
-        write_registry(registry, path)
-    return registry[name]
+        spec = replace(registry[name], benchmark_model_version=version, benchmark_model_sha256=sha256)
+        entry_spec(name, spec.to_entry(), f"device {name!r}")
+        _rewrite(path, lambda tables: tables.__setitem__(name, spec.to_entry()))
+    return spec
 
 
-def remove_device(name: str, path: Path | None = None) -> DeviceSpec:
-    """Forget the device called `name` and return what it was."""
-    if name == LOCAL:
-        raise PayattnError("'local' is this machine and cannot be removed")
+def remove_device(name: str, path: Path | None = None) -> DeviceSpec | InvalidEntry:
+    """Forget the entry called `name` (a valid device or an invalid one) and return what it
+    was; every other entry is kept exactly as it was."""
     path = Path(path) if path is not None else default_devices_file()
-    registry = load_registry(path)
-    if name not in registry:
-        known = ", ".join(sorted(registry)) or "none"
+    registry, invalid = read_registry(path)
+    if name == LOCAL and name not in invalid:  # a stored [devices.local] is invalid: removable
+        raise PayattnError("'local' is this machine and cannot be removed")
+    if name not in registry and name not in invalid:
+        known = ", ".join(sorted([*registry, *invalid])) or "none"
         raise PayattnError(f"no device named {name!r} in {path}; stored devices: {known}")
-    removed = registry.pop(name)
-    write_registry(registry, path)
-    return removed
+    _rewrite(path, lambda tables: tables.pop(name))
+    return registry[name] if name in registry else InvalidEntry(name, invalid[name])
 
 
 def _store_new(spec: DeviceSpec, path: Path | None) -> None:
+    """Check the new entry by the readers' own rules (entry_spec), then add it to the file."""
     path = Path(path) if path is not None else default_devices_file()
-    registry = load_registry(path)
-    if spec.name in registry:
-        raise PayattnError(
-            f"a device named {spec.name!r} already exists ({registry[spec.name].target}); "
-            f"remove it first with `payattn devices remove {spec.name}` or choose another name"
-        )
-    registry[spec.name] = spec
-    write_registry(registry, path)
+    entry_spec(spec.name, spec.to_entry(), f"device {spec.name!r}")
+
+    def add(tables: dict[str, Any]) -> None:
+        if spec.name in tables:
+            registry, _ = read_registry(path)
+            what = registry[spec.name].target if spec.name in registry else "an invalid entry"
+            raise PayattnError(
+                f"a device named {spec.name!r} already exists ({what}); remove it first with "
+                f"`payattn devices remove {spec.name}` or choose another name")
+        tables[spec.name] = spec.to_entry()
+
+    _rewrite(path, add)
 
 
-def toml_string(value: str) -> str:
-    """A TOML basic string: quotes, backslashes and control characters escaped."""
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-    out = []
-    for char in value:
-        if char in escapes:
-            out.append(escapes[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    """Apply `change` to the file's [devices] tables and write the whole document back,
+    after checking that the text written reads back as exactly that document (so an entry
+    payattn cannot reproduce is refused, never lost or altered)."""
+    document = _read_document(path)
+    tables = dict(_devices_table(document, path))
+    change(tables)
+    document["devices"] = tables
+    text = render_document(document)
+    if tomllib.loads(text) != document:
+        raise PayattnError(f"{path} holds values payattn cannot write back unchanged (such as nan); "
+                           "fix them by hand first")
+    write_text_atomic(path, text)
 
 
 def render_registry(registry: dict[str, DeviceSpec]) -> str:
     """The registry as TOML: one [devices.NAME] table per device, keys in a fixed order."""
-    lines = ["# payattn devices: edit with `payattn devices add/remove` (local is built in).", ""]
-    for name in sorted(registry):
-        lines.append(f"[devices.{validate_name(name)}]")
-        for key, value in registry[name].to_entry().items():
-            if isinstance(value, bool) or not isinstance(value, (int, str)):
-                raise PayattnError(f"device {name}: {key} must be a string or an integer")
-            lines.append(f"{key} = {value if isinstance(value, int) else toml_string(value)}")
-        lines.append("")
-    return "\n".join(lines)
+    return render_document({"devices": {validate_name(n): s.to_entry() for n, s in registry.items()}})
 
 
 def write_registry(registry: dict[str, DeviceSpec], path: Path | None = None) -> Path:
-    """Write the registry atomically: a temp file in the same folder, then os.replace."""
+    """Write a registry of devices (replacing the file) atomically."""
     path = Path(path) if path is not None else default_devices_file()
-    text = render_registry(registry)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".devices-", suffix=".toml", dir=path.parent)
-    except OSError as exc:
-        raise PayattnError(f"cannot write the device registry {path} ({exc.strerror}); "
-                           f"pass a writable --devices-file") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, render_registry(registry))

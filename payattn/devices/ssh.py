@@ -37,6 +37,7 @@ from payattn.devices.base import (
     last_error_line,
     load_job_artifacts,
     result_collector,
+    run_child,
     stream_process,
 )
 from payattn.devices.registry import DeviceSpec
@@ -113,8 +114,11 @@ def explain_ssh_failure(spec: DeviceSpec, stderr: str, mid_run: bool = False) ->
         return (f"{destination} refused the SSH key ({line}); install your public key there with "
                 f"`ssh-copy-id {key}-p {port} {destination}`, or re-add the device with --identity KEY")
     if "Host key verification failed" in stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
-        return (f"the host key of {host} is unknown or has changed; connect once with "
-                f"`ssh -p {port} {destination}` to check and accept it")
+        return host_key_advice(spec, destination, "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr)
+    if "subsystem request failed" in stderr:
+        return (f"the SSH server on {host}:{port} has no SFTP subsystem, which scp needs to copy "
+                f"files; enable it on the device: add `Subsystem sftp internal-sftp` to "
+                f"/etc/ssh/sshd_config, then `sudo systemctl restart ssh`")
     if "Could not resolve hostname" in stderr:
         return f"cannot resolve the host name {host!r} ({line}); check the spelling or use the IP address"
     if "Connection refused" in stderr:
@@ -129,6 +133,24 @@ def explain_ssh_failure(spec: DeviceSpec, stderr: str, mid_run: bool = False) ->
         return (f"{host}:{port} is unreachable ({line}); check that the device is on and on the "
                 "network, and that the address and port are right")
     return f"ssh to {destination} failed: {line}"
+
+
+def host_key_advice(spec: DeviceSpec, destination: str, changed: bool) -> str:
+    """The exact command that checks and accepts the board's host key in the very file payattn
+    reads: the device's own known-hosts file when it has one, else the user's."""
+    port = spec.port or 22
+    options = ""
+    where = "your known_hosts"
+    if spec.known_hosts:
+        known = shlex.quote(str(Path(spec.known_hosts).expanduser()))
+        options, where = f"-o UserKnownHostsFile={known} ", spec.known_hosts
+    host = spec.host.strip("[]")
+    key = f"[{host}]:{port}" if port != 22 else host
+    remove = f"-f {shlex.quote(str(Path(spec.known_hosts).expanduser()))} " if spec.known_hosts else ""
+    first = (f"the host key of {spec.host} has changed since it was accepted; if the device was "
+             f"reinstalled, remove the old key with `ssh-keygen {remove}-R {shlex.quote(key)}`, then"
+             if changed else f"the host key of {spec.host} is not in {where};")
+    return f"{first} check and accept it with `ssh {options}-p {port} {destination}`"
 
 
 class SshDevice:
@@ -151,13 +173,13 @@ class SshDevice:
         host = self.spec.host.strip("[]")
         return f"{self.spec.user}@{host}" if self.spec.user else host
 
-    def _options(self) -> list[str]:
+    def _options(self, mux: bool = True) -> list[str]:
         opts: list[str] = []
         if self.settings.config_file is not None:
             opts += ["-F", str(self.settings.config_file)]
         opts += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.settings.connect_timeout}",
                  "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
-        if self._control_dir is not None:
+        if self._control_dir is not None and mux:
             opts += ["-o", f"ControlPath={self._control_dir / 'cm-%C'}"]
         if self.spec.identity:
             opts += ["-i", str(Path(self.spec.identity).expanduser()), "-o", "IdentitiesOnly=yes"]
@@ -193,10 +215,13 @@ class SshDevice:
         # reading the pipe would wait for the master to exit.
         with open(log, "wb") as stream:
             try:
-                code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                code = run_child(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=stream, timeout=self.settings.connect_timeout + 20).returncode
             except subprocess.TimeoutExpired:
                 code = None
+            except BaseException:  # Ctrl-C or SIGTERM: run has killed ssh; leave no control dir
+                self.close()
+                raise
         if code != 0:
             stderr = log.read_text(errors="replace") if code is not None else "Connection timed out"
             self.close()
@@ -222,7 +247,7 @@ class SshDevice:
             timeout: float = 120.0) -> subprocess.CompletedProcess:
         """Run one shell command on the device and capture its output (bytes)."""
         try:
-            return subprocess.run(self.ssh_argv(command), input=stdin, capture_output=True,
+            return run_child(self.ssh_argv(command), input=stdin, capture_output=True,
                                   stdin=None if stdin is not None else subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise DeviceError(self.spec.name, f"no answer within {timeout:.0f} s to `{command[:60]}`; "
@@ -276,7 +301,7 @@ class SshDevice:
         argv = ["scp", "-q", *self._options(), "-o", "ControlMaster=no", *self._port("-P"),
                 *[str(s) for s in sources], f"{target}:{remote_folder}"]
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+            proc = run_child(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=self.settings.timeout)
         except subprocess.TimeoutExpired:
             raise DeviceError(self.spec.name, f"copying to {remote_folder} took over "
@@ -285,7 +310,8 @@ class SshDevice:
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace")
             if proc.returncode == 255 or "Connection" in stderr:
-                raise DeviceError(self.spec.name, explain_ssh_failure(self.spec, stderr))
+                # Through the master connection a missing SFTP server reads as a dropped one.
+                raise DeviceError(self.spec.name, self.sftp_problem() or explain_ssh_failure(self.spec, stderr))
             raise DeviceError(self.spec.name, f"scp to {remote_folder} failed: "
                                               f"{last_error_line(stderr.splitlines())}; "
                                               "check free space on the device (`df -h ~`)")
@@ -302,6 +328,22 @@ class SshDevice:
         except (json.JSONDecodeError, IndexError):
             raise DeviceError(self.spec.name, f"{self.python} on the device did not run the probe; "
                                               "check that it is Python 3.9 or newer") from None
+
+    def sftp_problem(self) -> str | None:
+        """What stops scp from copying (OpenSSH 9's scp speaks SFTP): the board's server must
+        offer the sftp subsystem. None if it does. A connection of its own: through the master
+        connection ssh does not say why a subsystem failed."""
+        argv = ["ssh", *self._options(mux=False), "-o", "ControlPath=none", *self._port(), "-s",
+                self.destination, "sftp"]
+        try:
+            proc = run_child(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=self.settings.connect_timeout + 20)
+        except subprocess.TimeoutExpired:
+            return f"no answer within {self.settings.connect_timeout + 20} s when asking for SFTP"
+        stderr = proc.stderr.decode(errors="replace")
+        if "subsystem request failed" in stderr:
+            return explain_ssh_failure(self.spec, stderr)
+        return None
 
     def bench(self, job: dict, on_result: OnResult | None = None,
               log: Log = ignore_log) -> BenchRun:

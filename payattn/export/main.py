@@ -37,7 +37,7 @@ import onnx
 import payattn
 from payattn.errors import PayattnError
 from payattn.cost import model_cost
-from payattn.data import Dataset, Prepared, load_task, prepare
+from payattn.data import Dataset, Prepared, check_data_dir, load_task, prepare
 from payattn.data.tokenizer import CASES, DELIMITER, DELIMITER_RE2
 from payattn.export import app, appform, gpu, ops, roads, tflite, usage, verify
 from payattn.export import manifest as mf
@@ -163,6 +163,8 @@ def load(run_dir: Path, data_dir: Path | str | None, say: Log) -> tuple[LoadedRu
     """The run and its task's data, model-ready (steps load, data)."""
     with _step("loading the run dir", say, "load"):
         run = load_run(run_dir)
+    if data_dir is not None:
+        check_data_dir(run.run_config["task"], data_dir)
     with _step(f"loading task {run.run_config.get('task')!r}", say, "data"):
         dataset = load_task(run.run_config["task"], data_dir or run.run_config.get("data_dir"))
         return run, dataset, prepare(dataset, run.tokenizer)
