@@ -150,8 +150,7 @@ class OneLineErrors(TyperGroup):
         hide_flag_types(self)
         argv = kwargs.get("args", args[0] if args else None)
         too_long = overlong_argument(list(sys.argv[1:] if argv is None else argv))
-        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-                    if on_main_thread()}
+        previous = {sig: signal.signal(sig, _on_signal) for sig in signals_to_catch()}
         _caught.clear()
         try:
             if too_long:
@@ -195,8 +194,13 @@ def _on_signal(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+def signals_to_catch() -> list[int]:
+    """SIGTERM and SIGINT where they still have Python's default action (a signal the caller
+    chose to ignore, as a shell does for a background job, stays ignored); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    defaults = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+    return [sig for sig, default in defaults.items() if signal.getsignal(sig) is default]
 
 
 def overlong_argument(argv: list[str]) -> str | None:

@@ -10,6 +10,7 @@ the one line, SIGTERM and Ctrl-C, that nothing is left behind, and which address
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -270,6 +271,8 @@ class Server:
             self.http.shutdown()
             self.http.server_close()
         else:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
             self.sock.close()
             for conn in self.held:
                 conn.close()
