@@ -13,7 +13,7 @@ import os
 import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from typing import Any
 
 from payattn.hooks import Hooks
@@ -48,8 +48,13 @@ def run_side_by_side(jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]], wor
                     _replay(events, hooks, opened)
                 _replay(events, hooks, opened)
                 yield future.result()
-        except BaseException:
+        except BaseException:  # Ctrl-C, SIGTERM, a failed job: the running jobs end too
             pool.shutdown(wait=False, cancel_futures=True)
+            children = active_children()
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.join()
             raise
 
 

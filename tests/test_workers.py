@@ -3,7 +3,9 @@ a failing job's error raised in the parent."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 
 import pytest
 
@@ -53,3 +55,18 @@ def test_a_failing_job_raises_its_error_after_the_jobs_before_it() -> None:
         for name, _ in run_side_by_side(jobs, 2, Hooks()):
             seen.append(name)
     assert seen == ["a"]
+
+
+def _slow(seconds: float, hooks: Hooks) -> None:
+    hooks.log("started")
+    time.sleep(seconds)
+
+
+def test_an_interrupt_in_the_parent_ends_the_running_jobs() -> None:
+    def interrupt(message: str) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C or SIGTERM arrives in the parent
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        list(run_side_by_side([(_slow, (60,)), (_slow, (60,))], 2, Hooks(log=interrupt)))
+    assert time.monotonic() - started < 30 and not multiprocessing.active_children()
