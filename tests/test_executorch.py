@@ -87,7 +87,8 @@ def test_parity_with_pytorch(lowered, precision):
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= (1.0 if precision == "fp32" else 0.8)
 
 
-def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
+def _pte_dir(lowered) -> Path:
+    """The lowered files' folder, with a manifest listing them, as the harness reads one."""
     cfg, paths, _, _ = lowered
     spec = {"name": INPUT_NAMES[cfg.kind], "shape": [1, *example_input(cfg).shape[1:]],
             "dtype": "float32" if cfg.kind == "vision" else "int32",
@@ -95,7 +96,11 @@ def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
     if cfg.kind == "text":
         spec |= {"low": 0, "high": cfg.vocab_size}
     _write_manifest(paths["fp32"].parent, cfg, [paths["fp32"], paths["int8"]], spec)
-    job = build_job([paths["fp32"].parent], runtimes=["executorch"], precisions=["fp32", "int8"])
+    return paths["fp32"].parent
+
+
+def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
+    job = build_job([_pte_dir(lowered)], runtimes=["executorch"], precisions=["fp32", "int8"])
     job |= {"threads": [1, 2], "runs": 5, "warmup_runs": 1, "min_seconds": 0.0, "warmup_seconds": 0.0}
     lines = run_job(job)
     assert sorted((line["artifact"]["precision"], line["threads"]) for line in lines) == [
@@ -108,9 +113,8 @@ def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
 def test_a_device_without_executorch_still_runs_the_other_runtimes(lowered, monkeypatch):
     from tiny_artifacts import _built
 
-    cfg, paths, _, _ = lowered
     monkeypatch.setitem(__import__("sys").modules, "executorch.runtime", None)
-    job = build_job([_built()[cfg.kind], paths["fp32"].parent], runtimes=["onnxruntime", "executorch"])
+    job = build_job([_built()[lowered[0].kind], _pte_dir(lowered)], runtimes=["onnxruntime", "executorch"])
     job |= {"runs": 3, "warmup_runs": 1, "min_seconds": 0.0, "warmup_seconds": 0.0}
     said = []
     lines = run_job(job, log=said.append)
