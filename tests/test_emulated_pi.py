@@ -1,6 +1,9 @@
 """The emulated Raspberry Pi (scripts/emulated-pi.sh): a Debian 12 arm64 userland under QEMU
 with its own aarch64 sshd, reached like a board. It proves the arm64 wheels of numpy, ONNX
-Runtime and LiteRT, on-device parity and the SSH path; its latencies are never a Pi's.
+Runtime and LiteRT, on-device parity and the SSH path for every road whose file runs there
+(ONNX, onnx2tf's and litert-torch's .tflite); its latencies are never a Pi's. ExecuTorch has
+no install on a Pi 4 from PyPI (docs/devices.md), so the .pte files get the one line that
+names its install, and the other files still run.
 
 Slow (all but the recipe test): the first run builds the rootfs (about 5 minutes, then cached in
 ~/.cache/payattn/emulated-pi), and the four mechanisms are trained and exported at every
@@ -33,6 +36,8 @@ from payattn.train import train
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "emulated-pi.sh"
 PRECISIONS = ("fp32", "fp16", "dynamic-int8", "int8")
+CONVERTERS = ("onnx2tf", "litert-torch", "executorch")  # every road the export has
+ON_THE_PI = {"onnx": "onnxruntime", "tflite": "litert"}  # the formats whose runtime the Pi has
 QUICK = ["--runs", "3", "--warmup", "1", "--min-seconds", "0", "--warmup-seconds", "0"]
 HWCAP_ATOMICS = 1 << 8  # ARMv8.1 atomics: QEMU's default "max" CPU has them, a Cortex-A72 does not
 AUXV_HWCAP = (
@@ -74,15 +79,15 @@ def pis(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def artifact_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """mnist-tiny, each mechanism, all four precisions (the task's default epochs: int8 needs a
-    trained model to keep 98% of PyTorch's top-1 classes)."""
+    """mnist-tiny, each mechanism, all four precisions, every road (the task's default epochs:
+    int8 needs a trained model to keep 98% of PyTorch's top-1 classes)."""
     root = tmp_path_factory.mktemp("emulated-artifacts")
     dirs = []
     for mechanism in MECHANISMS:
         run = root / "runs" / mechanism
         train("mnist-5k", mechanism, run)
         dirs.append(root / "artifacts" / mechanism)
-        export(run, dirs[-1], PRECISIONS)
+        export(run, dirs[-1], PRECISIONS, converters=CONVERTERS)
     return dirs
 
 
@@ -111,31 +116,47 @@ def test_devices_check_sees_the_arm64_runtimes(pis) -> None:
     assert (f"numpy {pins['numpy']}, onnxruntime {pins['onnxruntime']}, litert {pins['ai-edge-litert']}"
             in text)
     assert "OK: ready to benchmark" in text
+    assert "ExecuTorch is not installed: .pte artifacts will not run here" in text  # a note, not a problem
+
+
+def benched(artifact_dirs: list[Path]) -> set[tuple[str, str, str, str]]:
+    """(mechanism, runtime, converter, precision) of every file `bench` times on the Pi: the
+    manifests' as-trained files whose runtime the Pi has."""
+    return {(json.loads((d / "manifest.json").read_text())["mechanism"], ON_THE_PI[a["format"]],
+             a["converter"], a["precision"])
+            for d in artifact_dirs for a in json.loads((d / "manifest.json").read_text())["artifacts"]
+            if a["format"] in ON_THE_PI and a.get("variant", "as-trained") == "as-trained"}
 
 
 @pytest.mark.slow
-def test_bench_verifies_then_measures_every_mechanism_and_precision(pis, artifact_dirs, tmp_path) -> None:
+def test_bench_verifies_then_measures_every_mechanism_precision_and_road(pis, artifact_dirs, tmp_path) -> None:
     devices_file, (pi, _) = pis
     results = tmp_path / "results.jsonl"
+    expected = benched(artifact_dirs)
+    made = {(m, c) for m, _, c, _ in expected}
+    assert made == {(m, c) for m in MECHANISMS for c in ("torch.onnx", "onnx2tf", "litert-torch")}
     started = time.monotonic()
     out = runner.invoke(app, ["bench", *map(str, artifact_dirs), "--device", pi.name, "--verify",
                               "--precision", ",".join(PRECISIONS), "--results", str(results),
                               "--devices-file", str(devices_file), *QUICK])
-    print(f"bench --verify on the emulated Pi: {time.monotonic() - started:.1f} s wall")
+    print(f"bench --verify on the emulated Pi: {time.monotonic() - started:.1f} s wall, {len(expected)} files")
     assert out.exit_code == 0, out.output
     table = [line for line in out.output.splitlines() if "(aarch64, emulated)" in line]
-    assert len(table) == 4 * 5 and all(line.rstrip(" │").endswith("pass") for line in table)
+    assert len(table) == len(expected) and all(line.rstrip(" │").endswith("pass") for line in table)
     lines = [json.loads(line) for line in results.read_text().splitlines()]
-    assert len(lines) == 4 * 5
-    assert {(r["mechanism"], r["runtime"]["name"], r["artifact"]["precision"]) for r in lines} == {
-        (m, "onnxruntime" if p == "onnx" else "litert", "fp32" if p == "onnx" else p)
-        for m in MECHANISMS for p in ("onnx", *PRECISIONS)}
+    assert {(r["mechanism"], r["runtime"]["name"], r["artifact"]["converter"], r["artifact"]["precision"])
+            for r in lines} == expected and len(lines) == len(expected)
     assert {(r["device"]["arch"], r["device"]["emulated"], r["device"]["cpu"]) for r in lines} == {
         ("aarch64", "qemu-user:cortex-a72", "Cortex-A72")}
+    # the .pte files: one line each for the parity pass and the timed pass, naming the install
+    text = " ".join(out.output.split())
+    assert text.count("executorch is not installed here") == 2, out.output
+    assert text.count("install it with `pip install executorch==1.5.1`; its artifacts are skipped") == 2
     report = runner.invoke(app, ["report", str(results), "--out", str(tmp_path / "report")])
     assert report.exit_code == 0, report.output
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert f"{pi.name} (emulated)" in markdown and "never the board's" in markdown
+    assert "litert-torch" in markdown
 
 
 def silent_listener() -> socket.socket:
@@ -154,7 +175,7 @@ def test_fleet_runs_boards_at_once_and_a_dead_one_stalls_none(pis, artifact_dirs
                                "--devices-file", str(devices_file)])
     assert dead.exit_code == 0, dead.output
     events: list[tuple[float, str]] = []
-    job = build_job(artifact_dirs, precisions=("fp32",),
+    job = build_job(artifact_dirs, runtimes=("onnxruntime", "litert"), precisions=("fp32",),
                     settings=BenchSettings(runs=20, warmup_runs=1, min_seconds=0, warmup_seconds=0))
     started = time.monotonic()
     try:
@@ -177,9 +198,9 @@ def test_fleet_runs_boards_at_once_and_a_dead_one_stalls_none(pis, artifact_dirs
     assert span[pi_a.name][0] < span[pi_b.name][1] and span[pi_b.name][0] < span[pi_a.name][1]
     assert [f.device for f in failures] == ["hung"]
     per_device = {name: sum(r["device"]["name"] == name for r in results) for name in span}
-    assert per_device == {name: 4 * 2 for name in span}
+    assert per_device == {name: 4 * 3 for name in span}  # ONNX, onnx2tf's and litert-torch's fp32
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 4 * 2 and all(json.loads(line)["schema"] == "payattn.result/1" for line in lines)
+    assert len(lines) == 3 * 4 * 3 and all(json.loads(line)["schema"] == "payattn.result/1" for line in lines)
 
 
 @pytest.mark.slow

@@ -66,6 +66,24 @@ def test_only_fp32_and_int8_are_made_and_the_rest_say_why():
         "fp16": road.NOT_MADE["fp16"], "dynamic-int8": road.NOT_MADE["dynamic-int8"]}
 
 
+@pytest.mark.parametrize("preset", ["mnist-tiny", "mnist-wide"])
+def test_layer_norm_means_are_linear_layers_at_small_width(preset):
+    """At d_m = 64 every LayerNorm's two means are linear layers with a constant weight (one
+    XNNPACK operator each), not means (four more: XNNPACK's NHWC reshapes and transposes around
+    each), and the pooling's mean over tokens is the one mean left; at d_m = 256, where such a
+    layer costs more than the five operators, they stay means."""
+    from payattn.export.onnx_graph import Unbatched
+
+    cfg = resolve_config(preset, "standard", num_classes=10)
+    model = build_model(cfg).eval()
+    norms = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    program = torch.export.export(Unbatched(model).eval(), (example_input(cfg),))
+    calls = [str(n.target) for n in program.run_decompositions(road.decompositions()).graph.nodes
+             if n.op == "call_function"]
+    assert norms == 2 * cfg.depth + 1 and "aten.native_layer_norm.default" not in calls
+    assert calls.count("aten.mean.dim") == (1 if cfg.d_model <= 64 else 1 + 2 * norms)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_whole_graph_is_one_xnnpack_delegate(lowered, precision):
     cfg, paths, _, _ = lowered
@@ -87,7 +105,8 @@ def test_parity_with_pytorch(lowered, precision):
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= (1.0 if precision == "fp32" else 0.8)
 
 
-def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
+def _pte_dir(lowered) -> Path:
+    """The lowered files' folder, with a manifest listing them, as the harness reads one."""
     cfg, paths, _, _ = lowered
     spec = {"name": INPUT_NAMES[cfg.kind], "shape": [1, *example_input(cfg).shape[1:]],
             "dtype": "float32" if cfg.kind == "vision" else "int32",
@@ -95,7 +114,11 @@ def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
     if cfg.kind == "text":
         spec |= {"low": 0, "high": cfg.vocab_size}
     _write_manifest(paths["fp32"].parent, cfg, [paths["fp32"], paths["int8"]], spec)
-    job = build_job([paths["fp32"].parent], runtimes=["executorch"], precisions=["fp32", "int8"])
+    return paths["fp32"].parent
+
+
+def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
+    job = build_job([_pte_dir(lowered)], runtimes=["executorch"], precisions=["fp32", "int8"])
     job |= {"threads": [1, 2], "runs": 5, "warmup_runs": 1, "min_seconds": 0.0, "warmup_seconds": 0.0}
     lines = run_job(job)
     assert sorted((line["artifact"]["precision"], line["threads"]) for line in lines) == [
@@ -108,9 +131,8 @@ def test_bench_job_runs_pte_with_explicit_threads(lowered, tmp_path):
 def test_a_device_without_executorch_still_runs_the_other_runtimes(lowered, monkeypatch):
     from tiny_artifacts import _built
 
-    cfg, paths, _, _ = lowered
     monkeypatch.setitem(__import__("sys").modules, "executorch.runtime", None)
-    job = build_job([_built()[cfg.kind], paths["fp32"].parent], runtimes=["onnxruntime", "executorch"])
+    job = build_job([_built()[lowered[0].kind], _pte_dir(lowered)], runtimes=["onnxruntime", "executorch"])
     job |= {"runs": 3, "warmup_runs": 1, "min_seconds": 0.0, "warmup_seconds": 0.0}
     said = []
     lines = run_job(job, log=said.append)

@@ -20,7 +20,7 @@ from payattn.cli import app
 from payattn.bench import build_job
 from payattn.devices import AdbDevice, DeviceError, DeviceSpec, verify_on_devices
 from payattn.devices.fleet import DeviceCheck, check_harness_facts
-from payattn.runtime.parity import REFERENCE_FILES
+from payattn.runtime.parity import REFERENCE_FILES, run_verify_job
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +92,28 @@ def test_verify_fails_beyond_the_export_tolerances(tmp_path: Path) -> None:
     assert "FAIL" in text
     assert re.search(r"max abs logit difference \S+ vs PyTorch exceeds the fp32 tolerance 0.0001", text)
     assert "top-1 agreement with PyTorch 0.00% is below 98% on 20 test samples" in text
+
+
+def test_verify_without_executorch_checks_the_other_runtimes(tmp_path: Path, monkeypatch) -> None:
+    """A .pte beside an ONNX file where ExecuTorch is missing: one line naming the install, and
+    the ONNX file is still checked (the .pte is ExecuTorch's own do-nothing program)."""
+    from payattn.runtime.noop import noop_model
+
+    directory = reference_dir(tmp_path, "model.onnx")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    data = noop_model("executorch", manifest["artifacts"][0]["inputs"])
+    (directory / "model_fp32.pte").write_bytes(data)
+    manifest["artifacts"].append({**manifest["artifacts"][0], "file": "model_fp32.pte", "format": "pte",
+                                  "precision": "fp32", "converter": "executorch", "bytes": len(data),
+                                  "sha256": hashlib.sha256(data).hexdigest()})
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setitem(sys.modules, "executorch.runtime", None)  # the harness in this process
+    said: list[str] = []
+    lines = run_verify_job(build_job([directory]) | {"task": "verify"}, log=said.append)
+    assert [(line["artifact"]["file"], line["passed"]) for line in lines] == [("model.onnx", True)]
+    assert [message for message in said if ".pte" in message or message.startswith("executorch")] == [
+        "executorch is not installed here (import of executorch.runtime halted; None in sys.modules); "
+        "install it with `pip install executorch==1.5.1`; its artifacts are skipped"]
 
 
 def test_changed_reference_file_is_a_clear_error(tmp_path: Path) -> None:

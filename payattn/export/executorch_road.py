@@ -5,7 +5,11 @@ The graph is the ONNX road's (onnx_graph.Unbatched: the model's own forward on o
 each rejected node cut the graph into another delegate segment run between portable kernels:
 
 - aten.native_layer_norm: XNNPACK has no layer norm; it is decomposed here into mean, sub,
-  mul, rsqrt, mul, add (the same formula, biased variance, eps inside the root);
+  mul, rsqrt, mul, add (the same formula, biased variance, eps inside the root). At small
+  d_m each mean over a row is taken as a linear layer with a constant 1/d_m weight, one
+  XNNPACK operator: in the pooling form below XNNPACK puts two reshapes and two transposes
+  (to its NHWC layout and back) around every mean, 40 of mnist-tiny's 171 operators
+  (LINEAR_MEAN_MAX_WIDTH);
 - aten.mean.dim: XNNPACK averages only the two innermost dims of a 4D tensor (keepdim), so
   every mean (the pooling and the norms' own) is taken on the reduced values moved there;
 - addmm whose weight is W^Q·scale and the `select` of pos_embed[0]: a weight computed in the
@@ -24,6 +28,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,10 @@ NOT_MADE = {
     "dynamic-int8": "the int8 .pte (static activation ranges) covers weight-only int8's size gain",
 }
 XNNPACK_BACKEND = "XnnpackBackend"
+# Up to this d_m a LayerNorm's means are linear layers (one XNNPACK operator each, not five):
+# at d_m = 64 that took 6-7% off the model; at d_m = 256 each such layer took 2-3 µs by
+# XNNPACK's clock, more than the five operators it replaces (scripts/bench_executorch_ops.py).
+LINEAR_MEAN_MAX_WIDTH = 64
 aten = torch.ops.aten
 
 
@@ -151,9 +160,13 @@ def _unsqueezed(shape: torch.Size, dim: int) -> list[int]:
 def _layer_norm(x: Tensor, shape: list[int], weight: Tensor | None, bias: Tensor | None,
                 eps: float) -> tuple[Tensor, Tensor, Tensor]:
     dims = list(range(x.dim() - len(shape), x.dim()))
-    mean = _mean_4d(x, dims)
+    average = partial(_mean_4d, dims=dims)
+    if x.dim() == 2 and len(shape) == 1 and x.shape[1] <= LINEAR_MEAN_MAX_WIDTH:  # [ℓ, d_m] rows
+        ones = torch.full((1, x.shape[1]), 1 / x.shape[1], dtype=x.dtype)
+        average = partial(torch.nn.functional.linear, weight=ones)
+    mean = average(x)
     centred = x - mean
-    rstd = torch.rsqrt(_mean_4d(centred * centred, dims) + eps)
+    rstd = torch.rsqrt(average(centred * centred) + eps)
     out = centred * rstd
     out = out if weight is None else out * weight
     return (out if bias is None else out + bias), mean, rstd

@@ -21,7 +21,7 @@ from payattn.runtime.formats import JOB
 from payattn.runtime.noop import harness_ms
 from payattn.runtime.profile import onnxruntime_profile, unavailable
 from payattn.runtime.results import build_result
-from payattn.runtime.runners import Runner, open_runner, runtime_module
+from payattn.runtime.runners import Runner, open_runner, usable_runtimes
 from payattn.runtime.settings import BenchSettings
 from payattn.runtime.timing import harness_overhead_ms, peak_rss_growth, run_interleaved, time_call
 
@@ -53,7 +53,7 @@ def run_job(job: dict[str, Any], on_result: OnResult | None = None,
     bench: BenchSettings = settings["settings"]
     paths = dict.fromkeys((item["path"], item.get("manifest")) for item in job["artifacts"])
     artifacts = [load_artifact(path, manifest) for path, manifest in paths]
-    runtimes = [runtime for runtime in settings["runtimes"] if _installed(runtime, artifacts, log)]
+    runtimes = usable_runtimes(settings["runtimes"], [a.runtime for a in artifacts], log)
     pairs = [(a, runtime) for a in artifacts for runtime in runtimes if a.runtime == runtime]
     if not pairs:
         raise RuntimeJobError(f"none of the {len(artifacts)} artifact(s) runs on runtime(s) "
@@ -94,20 +94,6 @@ def _measure_round(pairs: list[tuple[Artifact, str]], threads: int, bench: Bench
         if on_result:
             on_result(result)
     return results
-
-
-def _installed(runtime: str, artifacts: list[Artifact], log: Log) -> bool:
-    """Whether `runtime` imports here; one that does not is said once and left out, unless
-    every artifact needs it (then its install line is the job's error)."""
-    try:
-        runtime_module(runtime)
-    except RuntimeJobError as exc:
-        if all(a.runtime == runtime for a in artifacts):
-            raise
-        if any(a.runtime == runtime for a in artifacts):
-            log(f"{exc}; its artifacts are skipped")
-        return False
-    return True
 
 
 def _own_costs(loaded: list[Loaded], threads: int, log: Log) -> dict[tuple[str, str], dict[str, float] | None]:

@@ -26,7 +26,8 @@ from payattn.runtime.errors import RuntimeJobError
 from payattn.runtime.formats import JOB, PARITY
 from payattn.runtime.readers import check_tflite, read_npy, regular_file
 from payattn.runtime.runners import (check_runtime, executorch_method, load_error, ort_session_options,
-                                     quiet_native_stderr, runtime_module, runtime_version)
+                                     quiet_native_stderr, runtime_module, runtime_version,
+                                     usable_runtimes)
 
 PARITY_SCHEMA = PARITY.id
 REFERENCE_FILES = {"inputs": "reference_inputs.npy", "outputs": "reference_outputs.npy"}
@@ -220,11 +221,12 @@ def run_verify_job(job: dict[str, Any], on_result: Callable[[dict[str, Any]], No
     the timing settings are not used."""
     log = log or (lambda message: None)
     JOB.check(job, strict=True)
-    runtimes = job["runtimes"]
+    artifacts = [load_artifact(item["path"], item.get("manifest")) for item in job["artifacts"]]
+    needed = [a.runtime for a in artifacts if a.runtime in job["runtimes"]]
+    runtimes = usable_runtimes(job["runtimes"], needed, log)
     info = device_info(job["device"]["name"], job["device"]["kind"])
     lines = []
-    for item in job["artifacts"]:
-        artifact = load_artifact(item["path"], item.get("manifest"))
+    for artifact in artifacts:
         if artifact.runtime not in runtimes:
             continue
         log(f"checking {artifact.path} in {artifact.runtime} against PyTorch's outputs")

@@ -109,6 +109,25 @@ def runtime_module(runtime: str) -> Any:
     ) from None
 
 
+def usable_runtimes(runtimes: Sequence[str], needed: Sequence[str],
+                    log: Callable[[str], None]) -> list[str]:
+    """The `runtimes` that import here. One that does not is said once (its install line)
+    and left out, so the others still run; when every artifact (`needed`: each one's
+    runtime) needs it, its install line is the job's error instead."""
+    usable = []
+    for runtime in runtimes:
+        try:
+            runtime_module(runtime)
+        except RuntimeJobError as exc:
+            if needed and all(r == runtime for r in needed):
+                raise
+            if runtime in needed:
+                log(f"{exc}; its artifacts are skipped")
+            continue
+        usable.append(runtime)
+    return usable
+
+
 def runtime_version(runtime: str) -> str:
     """The version of the package that provides `runtime`; the 32-bit fallback says its name."""
     module = runtime_module(runtime)  # a missing runtime is the clear error, not a version lookup failure
