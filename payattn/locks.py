@@ -120,8 +120,9 @@ def _acquire(lock_file: Path, output: Path, wait: bool, log: Log) -> int:
     if previous and previous[0].isdigit():  # a writer that ends removes its lock file: this one died
         log(f"took over the lock of {output} from process {previous[0]}, which ended without "
             f"releasing it")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # the id is for messages: a full disk still locks
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
     return fd
 
 
