@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from payattn.locks import results_lock
 from payattn.runtime.artifacts import load_manifest
 from payattn.runtime.formats import PRECISIONS
 from payattn.runtime.env import git_commit
@@ -43,22 +44,29 @@ def build_job(artifact_dirs: Iterable[str | Path], runtimes: Iterable[str] = RUN
 
 def bench(artifact_dirs: Iterable[str | Path], *, results_path: str | Path | None = None,
           on_result: Callable[[dict[str, Any]], None] | None = None,
-          log: Callable[[str], None] | None = None, **job_options: Any) -> list[dict[str, Any]]:
+          log: Callable[[str], None] | None = None, wait: bool = False,
+          **job_options: Any) -> list[dict[str, Any]]:
     """Measure every selected artifact of `artifact_dirs` in this process, interleaved, in every
     runtime and thread count; return the result lines. `job_options` are those of `build_job`.
     Each line is appended to `results_path` (when given) and then passed to `on_result` as soon
-    as its thread-count round ends; `log` receives stage messages.
+    as its thread-count round ends; `log` receives stage messages. The results file is locked
+    for the run (`wait`: wait for another writer instead of failing).
     """
     job = build_job(artifact_dirs, **job_options)
-    results_file = check_results_file(results_path, log) if results_path is not None else None
+    if results_path is None:
+        return run_job(job, on_result=on_result, log=log)
+    check_results_file(results_path, repair=False)
+    with results_lock(Path(results_path), wait=wait, log=log):
+        results_file = check_results_file(results_path, log)
+        return run_job(job, on_result=lambda result: _keep(results_file, result, on_result), log=log)
 
-    def keep(result: dict[str, Any]) -> None:
-        if results_file is not None:
-            append_results(results_file, [result])
-        if on_result:
-            on_result(result)
 
-    return run_job(job, on_result=keep, log=log)
+def _keep(results_file: Path, result: dict[str, Any],
+          on_result: Callable[[dict[str, Any]], None] | None) -> None:
+    """Append one line, then show it."""
+    append_results(results_file, [result])
+    if on_result:
+        on_result(result)
 
 
 def select_artifacts(artifact_dir: str | Path, runtimes: list[str],

@@ -88,6 +88,7 @@ def train(
     data_dir: opt.DataDir = None,
     threads: opt.TrainThreads = 1,
     force: opt.TrainForce = False,
+    wait: opt.Wait = False,
     shape: Optional[dict[str, Any]] = None,
 ) -> None:
     """Train one or all mechanisms on a task and write run dirs (model.pt, config.json,
@@ -98,7 +99,7 @@ def train(
     with progress_bar() as bar:
         rows = train_many(task, expand_mechanisms(mechanism), out, preset=preset, epochs=epochs,
                           seed=seed, data_dir=data_dir, shape=shape, threads=threads, force=force,
-                          hooks=bar_hooks(bar))
+                          wait=wait, hooks=bar_hooks(bar))
     table_console().print(training_summary(task, rows))
 
 
@@ -116,6 +117,7 @@ def sweep(
     workers: opt.Workers = None,
     ray: opt.Ray = None,
     force: opt.SweepForce = False,
+    wait: opt.Wait = False,
     shape: Optional[dict[str, Any]] = None,
 ) -> None:
     """Train mechanisms × seeds × presets × shape options; each point is a run dir. Finished
@@ -136,7 +138,7 @@ def sweep(
     with progress_bar() as bar:
         on_status, on_result = sweep_progress(bar, len(spec.points()))
         results = run_sweep(spec, folder, workers=workers, ray_address=ray, force=force,
-                            on_status=on_status, on_result=on_result)
+                            on_status=on_status, on_result=on_result, wait=wait)
     say(f"sweep finished in {time.perf_counter() - started:.0f} s; index: {folder / 'sweep.json'}")
     if not print_sweep_outcome(folder, results):
         raise typer.Exit(1)
@@ -159,29 +161,28 @@ def export(
     force: opt.ExportForce = False,
     sweep: opt.SweepDir = None,
     seeds: opt.ExportSeeds = None,
+    wait: opt.Wait = False,
     shape: Optional[dict[str, Any]] = None,
 ) -> None:
     """Export trained models to ONNX and by each road (--converter), verified against PyTorch,
     with a manifest. Without --checkpoint the model is trained first as the options say."""
     from payattn.pipeline import export_pipeline, export_sweep
     from payattn.sweep import parse_seeds
-    from payattn.views import bar_hooks, export_summary, progress_bar
+    from payattn.views import bar_hooks, print_export, progress_bar
 
     with progress_bar() as bar:
         if sweep:
             jobs, manifests = export_sweep(
                 sweep, precision, converters=converter, seeds=parse_seeds(seeds) if seeds else None,
                 mechanisms=expand_mechanisms(mechanism) if mechanism else None, force=force,
-                data_dir=data_dir, hooks=bar_hooks(bar))
+                data_dir=data_dir, wait=wait, hooks=bar_hooks(bar))
         else:
             jobs, manifests = export_pipeline(
                 checkpoints=checkpoint, mechanism=mechanism, task=task, preset=preset,
                 epochs=epochs, data_dir=data_dir, precisions=precision, converters=converter,
-                out=out, runs_dir=runs_dir, force=force, shape=shape, hooks=bar_hooks(bar))
-    table_console().print(export_summary(manifests))
-    for job in jobs:
-        trained = f" (model trained first into {job.run_dir})" if job.trained else ""
-        say(f"wrote {job.out_dir}{trained}")
+                out=out, runs_dir=runs_dir, force=force, shape=shape, wait=wait,
+                hooks=bar_hooks(bar))
+    print_export(jobs, manifests)
 
 
 @app.command()
@@ -256,7 +257,7 @@ def bench(
     verify_first: opt.VerifyFirst = False, profile: opt.Profile = False,
     xnnpack: opt.Xnnpack = None, accelerator: opt.Accelerators = "cpu",
     gpu_fp16: opt.GpuFp16 = False, offline: opt.Offline = False,
-    benchmark_url: opt.BenchmarkUrl = None, ca_file: opt.CaFile = None,
+    benchmark_url: opt.BenchmarkUrl = None, ca_file: opt.CaFile = None, wait: opt.Wait = False,
 ) -> None:
     """Measure per-inference latency of exported artifacts on one or more devices, interleaved,
     appending one JSON line per measurement to the results file. Several devices: this machine
@@ -278,8 +279,7 @@ def bench(
     say(f"{len(job['artifacts'])} artifact(s) × {len(settings.threads)} thread setting(s) "
         f"on {', '.join(devices)} → {results}")
     measured, failures = run_on_devices(devices, job, results, devices_file=devices_file,
-                                        adb=adb, log=log,
-                                        on_result=print_result)
+                                        adb=adb, log=log, on_result=print_result, wait=wait)
     if not print_failures(failures, len(measured), results):
         raise typer.Exit(1)
     say(f"results appended to {results}; next: payattn report {results}")
@@ -291,19 +291,18 @@ def report(
     results: opt.ResultsFile = None,
     out: opt.ReportOut = None,
     sweep: opt.ReportSweeps = None,
+    force: opt.ReportForce = False,
+    wait: opt.Wait = False,
 ) -> None:
     """Write report.md, report.csv, a self-contained report.html and PNG plots from a results
     file and/or sweep folders."""
     from payattn.report import report as write_report
-    from payattn.views import print_headlines
+    from payattn.views import print_report
 
     if results is None and not sweep:
         results = Path("results.jsonl")
     folder = out or (results.parent if results else sweep[0]) / "report"
-    paths = write_report(results, folder, sweeps=sweep or [])
-    if results is not None:
-        print_headlines(results)
-    say(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}")
+    print_report(results, write_report(results, folder, sweeps=sweep or [], force=force, wait=wait))
 
 
 @app.command()
@@ -320,15 +319,13 @@ def demo(
     """The whole pipeline on the embedded data: train the four mechanisms, export them by every
     road, verify, bench every road on this machine, and write the report."""
     from payattn.pipeline import run_demo
-    from payattn.views import bar_hooks, print_headlines, progress_bar
+    from payattn.views import bar_hooks, print_demo, progress_bar
 
     settings = BenchSettings(runs=runs, min_seconds=min_seconds, warmup_seconds=opt.DEMO_WARMUP)
     with progress_bar() as bar:
         outcome = run_demo(out, text=text, epochs=epochs, precisions=precision, settings=settings,
                            force=force, hooks=bar_hooks(bar))
-    print_headlines(outcome.results)
-    say(f"demo finished in {outcome.seconds:.0f} s\nreport: {outcome.report.md}\n"
-        f"        {outcome.report.html}")
+    print_demo(outcome)
     if not print_failures(outcome.failures, outcome.measured, outcome.results):
         raise typer.Exit(1)
 

@@ -3,9 +3,13 @@
 Every dir payattn writes (a run dir, an artifact dir) is built in a temp dir beside its target
 and swapped into place in one step, so a kill at any instant leaves the old or the new dir
 under the target name, never neither. `--force` replaces a dir only when everything in it is
-something payattn writes there. Temp dirs carry the writing process's id, so a later run
-recognises those of a killed process and removes them. `pause_point` lets the fault tests stop
-a process at a named step (PAYATTN_PAUSE_AT) to kill it there, deterministically.
+something payattn writes there: a regular file (no folder, no symbolic link) with a name and
+content payattn writes (`owned`), never judged by the name alone. Files are written through a
+fresh temp file and one rename, and appended to only through `open_append`, which follows no
+symbolic link and refuses a file that is not the kind payattn appends to. Temp dirs carry the
+writing process's id, so a later run recognises those of a killed process and removes them.
+`pause_point` lets the fault tests stop a process at a named step (PAYATTN_PAUSE_AT) to kill it
+there, deterministically.
 """
 
 from __future__ import annotations
@@ -13,9 +17,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fnmatch
+import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -30,7 +37,8 @@ _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process `pid` still exists (ours counts as alive)."""
+    """Whether process `pid` still runs (ours counts as alive; a zombie, dead but not yet
+    reaped by its parent, does not: it holds no files and no locks)."""
     if pid == os.getpid():
         return True
     try:
@@ -39,6 +47,9 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
     return True
 
 
@@ -46,23 +57,149 @@ def temp_dir_beside(target: Path) -> Path:
     """A new hidden dir next to `target` (same filesystem, so the swap is one rename),
     named `.NAME.payattn-PID-XXXX` so a later run can tell a killed writer's leftover."""
     path = Path(tempfile.mkdtemp(prefix=f".{target.name}.{TEMP_TAG}-{os.getpid()}-", dir=target.parent))
-    umask = os.umask(0o022)
-    os.umask(umask)
-    path.chmod(0o777 & ~umask)  # mkdtemp's 0700 would become the final dir's mode
+    path.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would become the final dir's mode
     return path
 
 
 def write_file_atomic(path: Path, data: str | bytes) -> Path:
-    """Write `path` through a hidden temp file beside it and one rename, so a reader (or a
-    kill) never sees half a file."""
+    """Write `path` through a new hidden temp file beside it (created exclusively, so no link
+    planted there is followed) and one rename, so a reader (or a kill) never sees half a file.
+    A symbolic link at `path` is refused rather than replaced: payattn did not make it."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
+    if path.is_symlink():
+        raise PayattnError(f"{path} is a symbolic link, which payattn did not create; remove the "
+                           f"link or write somewhere else")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it, so it is set back at once)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def open_append(path: Path, belongs: Callable[[bytes], bool], what: str, fix: str) -> int:
+    """A read-write O_APPEND descriptor on `path`, created if missing, that never follows a
+    symbolic link and is refused unless `path` is a regular file that is empty or whose first
+    line `belongs` recognises as what payattn appends there. The caller closes it."""
+    path = Path(path)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PayattnError(f"{what} {path} is a symbolic link, which payattn does not follow; "
+                               f"{fix}") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise PayattnError(f"{what} {path} is not a regular file; {fix}") from None
+        raise PayattnError(f"cannot open {what} {path} ({exc.strerror}); {fix}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise PayattnError(f"{what} {path} is not a regular file; {fix}")
+        head = os.pread(fd, 4096, 0)
+        if head and not belongs(head.split(b"\n", 1)[0]):
+            raise PayattnError(f"{what} {path} is not a file payattn wrote (its first line is not "
+                               f"one of payattn's); {fix}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+# ---- owned: a regular file payattn could have written, by its name and its content ----------
+
+_JSON_LIMIT = 256 << 20  # a JSON file payattn writes is far below this; larger is not ours
+
+
+def _json_object(check: Callable[[dict], bool]) -> Callable[[bytes], bool]:
+    """A recogniser for a JSON object file that `check` accepts."""
+    def recognise(data: bytes) -> bool:
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return isinstance(value, dict) and check(value)
+    return recognise
+
+
+def _text(data: bytes) -> bool:
+    """UTF-8 text without NUL bytes."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in data
+
+
+def _schema(prefix: str) -> Callable[[dict], bool]:
+    return lambda value: str(value.get("schema", "")).startswith(prefix)
+
+
+# (name pattern, bytes to read (None: the whole file), recogniser), first match wins.
+CONTENT: list[tuple[str, int | None, Callable[[bytes], bool]]] = [
+    ("model.pt", 512, lambda b: b.startswith(b"PK\x03\x04") and b"/data.pkl" in b),  # torch.save
+    ("*.onnx", 1, lambda b: b == b"\x08"),  # ModelProto's first field: ir_version
+    ("*.tflite", 8, lambda b: b[4:8] == b"TFL3"),
+    ("*.pte", 8, lambda b: b[4:6] == b"ET"),
+    ("*.npy", 6, lambda b: b == b"\x93NUMPY"),
+    ("*.png", 8, lambda b: b == b"\x89PNG\r\n\x1a\n"),
+    ("manifest.json", None, _json_object(_schema("payattn.manifest/"))),
+    ("tokenizer.json", None, _json_object(_schema("payattn.tokenizer/"))),
+    ("config.json", None, _json_object(lambda v: {"task", "mechanism", "model"} <= v.keys())),
+    ("metrics.json", None, _json_object(lambda v: "test_accuracy" in v)),
+    ("labels.txt", None, _text),
+    ("USAGE.md", 8, lambda b: b == b"# Using "),
+    ("report.md", 16, lambda b: b == b"# payattn report"),
+    ("report.csv", 20, lambda b: b == b"line,used_in_tables,"),
+    ("report.html", 1024, lambda b: b.startswith(b"<!doctype html>")
+     and b"<title>payattn report</title>" in b),
+]
+
+
+def owned(path: Path) -> bool:
+    """Whether `path` is a regular file (not a link, not a folder) whose name and content are
+    those of a file payattn writes (CONTENT): what `--force` may replace."""
+    path = Path(path)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    rule = next((r for r in CONTENT if fnmatch.fnmatchcase(path.name, r[0])), None)
+    if rule is None or not stat.S_ISREG(info.st_mode):
+        return False
+    size = rule[1] if rule[1] is not None else info.st_size
+    if size > _JSON_LIMIT:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return rule[2](os.pread(fd, size, 0))
+    finally:
+        os.close(fd)
+
+
+def foreign_reason(path: Path) -> str:
+    """Why `path` is not payattn's, in a few words for an error message."""
+    if path.is_symlink():
+        return "a symbolic link"
+    if path.is_dir():
+        return "a folder"
+    if not path.is_file():
+        return "not a regular file"
+    return "not payattn's content"
 
 
 def clean_leftovers(folder: Path) -> list[Path]:
@@ -136,7 +273,7 @@ def replace_dir(tmp: Path, target: Path, pause_prefix: str) -> None:
 
 def check_target(target: Path, force: bool, ours: Iterable[str], what: str) -> None:
     """Refuse to overwrite an existing `target` without `force`, and with it anything but a
-    `what` holding only the names payattn writes there (`ours`)."""
+    `what` holding only files payattn writes there (names in `ours`, checked by `owned`)."""
     if not target.exists() and not target.is_symlink():
         return
     if not force:
@@ -145,12 +282,15 @@ def check_target(target: Path, force: bool, ours: Iterable[str], what: str) -> N
 
 
 def check_replaceable(target: Path, ours: Iterable[str], what: str, fix: str) -> None:
-    """Refuse to replace `target` unless it is a dir holding only names payattn writes there."""
+    """Refuse to replace `target` unless it is a real dir (not a link) holding only files
+    payattn writes there: a name in `ours` and, by type and content, `owned`."""
     if not target.is_dir() or target.is_symlink():
         raise PayattnError(f"{target} exists and is not a {what}; {fix}")
-    foreign = sorted(entry.name for entry in target.iterdir() if entry.name not in set(ours))
+    names = set(ours)
+    foreign = sorted(entry for entry in target.iterdir() if entry.name not in names or not owned(entry))
     if foreign:
-        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        shown = ", ".join(e.name if e.name not in names else f"{e.name}: {foreign_reason(e)}"
+                          for e in foreign[:3]) + (", …" if len(foreign) > 3 else "")
         raise PayattnError(f"{target} holds files payattn did not write ({shown}); --force replaces "
                            f"only a {what}: move those files away or {fix}")
 
@@ -178,8 +318,9 @@ def check_not_precious(path: Path, option: str) -> None:
 
 
 def pause_point(name: str) -> None:
-    """If PAYATTN_PAUSE_AT names this point, write PAYATTN_PAUSE_FILE and wait to be killed:
-    the fault tests use it to kill a process at an exact step instead of after a sleep."""
+    """If PAYATTN_PAUSE_AT names this point, write PAYATTN_PAUSE_FILE and wait there until
+    killed, or until that file is removed (then go on): the fault and lock tests use it to act
+    at an exact step instead of after a sleep."""
     if os.environ.get("PAYATTN_PAUSE_AT") != name:
         return
     marker = os.environ.get("PAYATTN_PAUSE_FILE")
@@ -187,5 +328,7 @@ def pause_point(name: str) -> None:
         Path(marker).write_text(f"{os.getpid()} {name}\n")
     deadline = time.monotonic() + 600  # a forgotten pause ends rather than hangs forever
     while time.monotonic() < deadline:
+        if marker and not Path(marker).exists():
+            return
         time.sleep(0.05)
     raise PayattnError(f"paused at {name} for 600 s and was not killed (PAYATTN_PAUSE_AT is set)")

@@ -356,6 +356,12 @@ DemoOut = Annotated[Path, typer.Option(
 DemoText = Annotated[bool, typer.Option("--text", help="Also run the movie-reviews text task.")]
 DemoEpochs = Annotated[Optional[int], typer.Option(
     "--epochs", help="Training epochs; default: each task's.")]
+Wait = Annotated[bool, typer.Option(
+    "--wait", help="If another payattn process is writing the same output, wait for it to "
+                   "finish instead of failing at once.")]
+ReportForce = Annotated[bool, typer.Option(
+    "--force", help="Replace an existing report in OUT (only one payattn wrote: report.md, "
+                    "report.csv, report.html, plots/).")]
 DemoForce = Annotated[bool, typer.Option(
     "--force", help="Replace payattn's own outputs in an existing OUT (runs/, artifacts/, "
                     "results.jsonl, report/); nothing else there is touched.")]

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from payattn.errors import PayattnError
 from payattn.hooks import Hooks
 from payattn.files import check_not_precious, check_writable
+from payattn.locks import LOCK_NAME, lock_beside, lock_inside, locked
 from payattn.mechanisms import MECHANISMS, expand_mechanisms, parse_precisions
 from payattn.runtime.formats import RUNTIMES
 from payattn.runtime.results import RESULT_PREFIX
@@ -30,10 +31,11 @@ class ExportJob:
 
 def train_many(task: str, mechanisms: list[str], out: Path, *, preset: str | None,
                epochs: int | None, seed: int, data_dir: Path | None, shape: dict[str, Any] | None,
-               threads: int, force: bool,
+               threads: int, force: bool, wait: bool = False,
                hooks: Hooks = Hooks()) -> list[tuple[str, Path, dict[str, Any]]]:
-    """`payattn train`: every option and target checked, the data loaded once, then each
-    mechanism trained into OUT/TASK/MECHANISM. Returns (mechanism, run dir, metrics) rows."""
+    """`payattn train`: every option checked, each run dir locked and checked, the data loaded
+    once, then each mechanism trained into OUT/TASK/MECHANISM. Returns (mechanism, run dir,
+    metrics) rows."""
     from payattn.data import load_task
     from payattn.train import check_run_target, check_task_preset, check_train_options, default_epochs
     from payattn.train import train
@@ -41,18 +43,22 @@ def train_many(task: str, mechanisms: list[str], out: Path, *, preset: str | Non
     check_task_preset(task, preset)
     check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=seed,
                         threads=threads, overrides=shape)
-    for mech in mechanisms:
+    for mech in mechanisms:  # before locking: a refusal here creates nothing
         check_run_target(out / task / mech, force)
     check_writable(out, "--out")
-    dataset = load_task(task, data_dir)
-    rows = []
-    for mech in mechanisms:
-        run_dir, label = out / task / mech, f"train {task}/{mech}"
-        metrics = train(task, mech, run_dir, preset=preset, epochs=epochs, seed=seed,
-                        data_dir=data_dir, overrides=shape, dataset=dataset, threads=threads,
-                        force=force, progress=hooks.training(label))
-        hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
-        rows.append((mech, run_dir, metrics))
+    with locked([(lock_beside(out / task / m), out / task / m) for m in mechanisms], wait=wait,
+                log=hooks.log):
+        for mech in mechanisms:  # again under the lock: another writer may have been first
+            check_run_target(out / task / mech, force)
+        dataset = load_task(task, data_dir)
+        rows = []
+        for mech in mechanisms:
+            run_dir, label = out / task / mech, f"train {task}/{mech}"
+            metrics = train(task, mech, run_dir, preset=preset, epochs=epochs, seed=seed,
+                            data_dir=data_dir, overrides=shape, dataset=dataset, threads=threads,
+                            force=force, progress=hooks.training(label))
+            hooks.done(label, f"test accuracy {metrics['test_accuracy']:.2%}")
+            rows.append((mech, run_dir, metrics))
     return rows
 
 
@@ -152,9 +158,11 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
                     preset: str | None, epochs: int | None, data_dir: Path | None,
                     precisions: str, out: Path, runs_dir: Path, force: bool,
                     shape: dict[str, Any] | None = None, converters: str = "onnx2tf",
+                    wait: bool = False,
                     hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
-    """`payattn export`: every target checked first, models trained (with the model-shape
-    options in `shape`) or reused, then exported."""
+    """`payattn export`: every target checked first, then locked (the artifact dirs and the
+    run dirs it may train) and checked again, models trained (with the model-shape options in
+    `shape`) or reused, then exported."""
     from payattn.export import check_export_target, choose_roads
 
     chosen = parse_precisions(precisions)  # a bad name fails before any training
@@ -176,12 +184,17 @@ def export_pipeline(*, checkpoints: list[Path] | None, mechanism: str | None, ta
     check_writable(out, "--out")
     if not checkpoints:
         check_writable(runs_dir, "--runs-dir")
-        for job in jobs:
-            job.run_dir, job.trained = ensure_run(task, job.run_dir.name, runs_dir, preset=preset,
-                                                  epochs=epochs, data_dir=data_dir, shape=shape,
-                                                  hooks=hooks)
-    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads,
-                            hooks=hooks)
+    outputs = [job.out_dir for job in jobs] + ([] if checkpoints else [job.run_dir for job in jobs])
+    with locked([(lock_beside(path), path) for path in outputs], wait=wait, log=hooks.log):
+        for job in jobs:  # again under the lock: another writer may have been first
+            check_export_target(job.out_dir, force)
+        if not checkpoints:
+            for job in jobs:
+                job.run_dir, job.trained = ensure_run(task, job.run_dir.name, runs_dir,
+                                                      preset=preset, epochs=epochs,
+                                                      data_dir=data_dir, shape=shape, hooks=hooks)
+        return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads,
+                                hooks=hooks)
 
 
 def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[Path]:
@@ -199,9 +212,11 @@ def default_artifact_dirs(root: Path, task: str, mechanisms: list[str]) -> list[
 
 def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = None,
                  mechanisms: list[str] | None = None, force: bool = False, data_dir: Path | None = None,
-                 converters: str = "onnx2tf", hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
+                 converters: str = "onnx2tf", wait: bool = False,
+                 hooks: Hooks = Hooks()) -> tuple[list[ExportJob], list[Any]]:
     """`payattn export --sweep`: export finished points to FOLDER/artifacts/VARIANT/seed-N, where
-    the report finds them to tie bench results to points. Returns the jobs and manifests."""
+    the report finds them to tie bench results to points, each artifact dir locked meanwhile.
+    Returns the jobs and manifests."""
     from payattn.export import check_export_target, choose_roads
     from payattn.sweep_index import read_index
 
@@ -217,7 +232,11 @@ def export_sweep(folder: Path, precisions: str, *, seeds: list[int] | None = Non
                            "check `--seeds` and `--mechanism` against its sweep.json")
     for job in jobs:
         check_export_target(job.out_dir, force)
-    return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads, hooks=hooks)
+    with locked([(lock_beside(job.out_dir), job.out_dir) for job in jobs], wait=wait, log=hooks.log):
+        for job in jobs:  # again under the lock: another writer may have been first
+            check_export_target(job.out_dir, force)
+        return jobs, export_all(jobs, chosen, force=force, data_dir=data_dir, converters=roads,
+                                hooks=hooks)
 
 
 def verify_precisions(artifact_dirs: list[Path], precision: str) -> list[str]:
@@ -267,8 +286,8 @@ def check_demo_target(out: Path, tasks: list[str], force: bool) -> None:
 
 
 def _payattn_results(path: Path) -> bool:
-    """Whether every line of `path` is a result line payattn wrote."""
-    if not path.is_file():
+    """Whether `path` is a regular file (not a link) whose every line is a result line payattn wrote."""
+    if path.is_symlink() or not path.is_file():
         return False
     with open(path, "rb") as stream:
         return all(not line.strip() or line.startswith(RESULT_PREFIX) for line in stream)
@@ -277,16 +296,12 @@ def _payattn_results(path: Path) -> bool:
 def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
              settings: BenchSettings, force: bool, hooks: Hooks = Hooks()) -> DemoOutcome:
     """Train the four mechanisms on the embedded data, export them by every road, bench here
-    with ONNX Runtime, LiteRT and ExecuTorch, and write the report, all under `out`. Each
-    mechanism trains and exports in its own worker process, as many at once as there are
-    cores (up to four); the benchmark runs alone afterwards. With `force`, payattn's own
-    outputs there are replaced one by one (each checked to be payattn's first); nothing else
-    is touched."""
-    from payattn.bench import build_job
-    from payattn.devices import run_on_devices
-    from payattn.report import report as write_report
+    with ONNX Runtime, LiteRT and ExecuTorch, and write the report, all under `out`, locked
+    meanwhile. Each mechanism trains and exports in its own worker process, as many at once
+    as there are cores (up to four); the benchmark runs alone afterwards. With `force`,
+    payattn's own outputs there are replaced one by one (each checked to be payattn's first);
+    nothing else is touched."""
     from payattn.train import check_train_options, default_epochs
-    from payattn.workers import run_side_by_side, usable_cores
 
     chosen = parse_precisions(precisions)
     tasks = ["mnist-5k"] + (["movie-reviews"] if text else [])
@@ -294,6 +309,22 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
         check_train_options(epochs=epochs if epochs is not None else default_epochs(task), seed=0,
                             threads=1, overrides=None)
     check_demo_target(out, tasks, force)
+    with locked([(lock_inside(out), out)], log=hooks.log):
+        if not force and any(p.name != LOCK_NAME for p in out.iterdir()):
+            raise PayattnError(f"{out} was filled by another payattn process meanwhile; pass "
+                               f"--force to replace payattn's outputs in it, or choose another --out")
+        check_demo_target(out, tasks, force=True)  # ownership again: another demo may have been first
+        return _demo(out, tasks, epochs, chosen, settings, force, hooks)
+
+
+def _demo(out: Path, tasks: list[str], epochs: int | None, chosen: list[str],
+          settings: BenchSettings, force: bool, hooks: Hooks) -> DemoOutcome:
+    """The demo's work, under its folder's lock (its workers are spawned, so none inherits it)."""
+    from payattn.bench import build_job
+    from payattn.devices import run_on_devices
+    from payattn.report import report as write_report
+    from payattn.workers import run_side_by_side, usable_cores
+
     started = time.perf_counter()
     jobs = [(train_and_export, (task, mech, out, epochs, chosen, force))
             for task in tasks for mech in MECHANISMS]
@@ -308,7 +339,7 @@ def run_demo(out: Path, *, text: bool, epochs: int | None, precisions: str,
         job = build_job(artifact_dirs[task], RUNTIMES, chosen, settings)
         lines, failed = run_on_devices(["local"], job, results, log=hooks.log, on_result=hooks.on_result)
         measured, failures = measured + len(lines), failures + failed
-    paths = write_report(results, out / "report")
+    paths = write_report(results, out / "report", force=force)
     return DemoOutcome(results, paths, time.perf_counter() - started, measured, failures)
 
 

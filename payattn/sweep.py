@@ -39,6 +39,7 @@ import payattn
 from payattn import config
 from payattn.errors import PayattnError
 from payattn.files import pause_point, write_file_atomic
+from payattn.locks import lock_inside, locked
 from payattn.mechanisms import MECHANISMS
 from payattn.runtime.readers import read_json
 from payattn.sweep_index import INDEX, SCHEMA, read_index
@@ -382,8 +383,11 @@ def check_workers(workers: int | None) -> None:
 
 def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_address: str | None = None,
               force: bool = False, on_status: Callable[[Status], None] | None = None,
-              on_result: Callable[[PointResult], None] | None = None) -> list[PointResult]:
-    """Train every point of `spec` not already finished under `out`; return all point results."""
+              on_result: Callable[[PointResult], None] | None = None,
+              wait: bool = False) -> list[PointResult]:
+    """Train every point of `spec` not already finished under `out`; return all point results.
+    The folder is locked meanwhile (`wait`: wait for another sweep instead of failing), so two
+    sweeps never interleave their points or indexes."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PayattnError(f"sweep folder {out} is a file; pass a folder path")
@@ -393,6 +397,14 @@ def run_sweep(spec: SweepSpec, out: Path, *, workers: int | None = None, ray_add
         probe(ray_address)
         _import_ray()
     check_workers(workers)
+    with locked([(lock_inside(out), out)], wait=wait):
+        return _run_locked(spec, out, workers, ray_address, force, on_status, on_result)
+
+
+def _run_locked(spec: SweepSpec, out: Path, workers: int | None, ray_address: str | None,
+                force: bool, on_status: Callable[[Status], None] | None,
+                on_result: Callable[[PointResult], None] | None) -> list[PointResult]:
+    """run_sweep's work, under the folder's lock."""
     points = spec.points()
     earlier = earlier_entries(out, points)
     results = {} if force else _finished(spec, points, out)

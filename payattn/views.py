@@ -221,6 +221,14 @@ def export_summary(manifests: list[Any]) -> Table:
     return table
 
 
+def print_export(jobs: list[Any], manifests: list[Any]) -> None:
+    """The export summary, then where each artifact dir went (and which run was trained first)."""
+    table_console().print(export_summary(manifests))
+    for job in jobs:
+        trained = f" (model trained first into {job.run_dir})" if job.trained else ""
+        say(f"wrote {job.out_dir}{trained}")
+
+
 def road_notes(manifests: list[Any]) -> list[str]:
     """Per export, each road's conversion time when several were taken, the precisions a road
     left out and why, and a road that failed."""
@@ -353,6 +361,20 @@ def print_headlines(results: Any) -> None:
     from payattn.report import headline_tables
 
     print_tables(headline_tables(results))
+
+
+def print_report(results: Path | None, paths: Any) -> None:
+    """The headline tables of `results` (if any), then where the report's files are."""
+    if results is not None:
+        print_headlines(results)
+    say(f"report: {paths.md}\n        {paths.html}\n        {paths.csv}")
+
+
+def print_demo(outcome: Any) -> None:
+    """The demo's headline tables, its time and where its report is."""
+    print_headlines(outcome.results)
+    say(f"demo finished in {outcome.seconds:.0f} s\nreport: {outcome.report.md}\n"
+        f"        {outcome.report.html}")
 
 
 def devices_table(specs: list[Any]) -> Table:

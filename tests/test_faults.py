@@ -187,7 +187,7 @@ CASES = [
     (f"bench {V} --precision int4", "unknown precision 'int4'"),
     (f"bench {V} --device nowhere --devices-file config/none.toml", "unknown device 'nowhere'"),
     (f"bench {V} --results a-dir", "results file a-dir is a directory"),
-    (f"bench {V} --results foreign.jsonl", "ends in an incomplete line that payattn did not write"),
+    (f"bench {V} --results foreign.jsonl", "foreign.jsonl is not payattn's: line 1 is not a result line"),
     (f"bench {V} --results a-file/results.jsonl", "a-file is a file, not a folder"),
     ("bench nowhere", "nowhere does not exist; export the model again"),
     ("bench --artifacts a-dir -m efficient", "payattn export --mechanism efficient"),

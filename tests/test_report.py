@@ -290,7 +290,7 @@ def test_failure_while_rendering_leaves_previous_report_untouched(tmp_path: Path
     monkeypatch.setattr(report_mod, "size_plot", broken_plot)
     write_jsonl(results, synthetic_lines())
     with pytest.raises(RuntimeError, match="plot failed"):
-        report(results, tmp_path / "out")
+        report(results, tmp_path / "out", force=True)
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["plots", "report.csv", "report.html", "report.md"]
 

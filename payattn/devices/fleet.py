@@ -23,6 +23,7 @@ from payattn.devices.registry import DeviceSpec, get_device
 from payattn.errors import PayattnError
 from payattn.runtime.artifacts import sha256_file
 from payattn.devices.ssh import DEFAULT_PYTHON, SshDevice, SshSettings
+from payattn.locks import results_lock
 from payattn.runtime.env import RUNTIME_MODULES
 from payattn.runtime.results import append_results, check_results_file
 from payattn.runtime.runners import INSTALL
@@ -184,6 +185,7 @@ def run_on_devices(
     adb: AdbSettings = AdbSettings(),
     log: Log = ignore_log,
     on_result: OnResult | None = None,
+    wait: bool = False,
 ) -> tuple[list[dict], list[DeviceFailure]]:
     """Run `job` on the devices (see run_fleet for the order), appending results to `results_file`
     as they come (None: keep them in memory only, as for a parity job).
@@ -191,12 +193,23 @@ def run_on_devices(
     Returns (results, failures); `on_result` sees each line once it is in the file. A failed device
     does not stop the others, and whatever it measured before failing is already in `results_file`.
     Unknown device names fail before anything runs, and so does an artifact that is missing or
-    does not match its manifest."""
+    does not match its manifest. The results file is locked while lines are appended to it
+    (`wait`: wait for another writer instead of failing)."""
     specs = [get_device(name, devices_file) for name in dict.fromkeys(device_names)]
     adb = replace(adb, devices_file=adb.devices_file or devices_file)  # where a phone's binary is recorded
     load_job_artifacts(job)
     if results_file is not None:
-        results_file = check_results_file(results_file, log)
+        check_results_file(results_file, repair=False)
+    with results_lock(results_file, wait=wait, log=log if log is not ignore_log else None):
+        if results_file is not None:
+            results_file = check_results_file(results_file, log)
+        return _run_and_keep(specs, job, results_file, ssh, adb, log, on_result)
+
+
+def _run_and_keep(specs: list, job: dict, results_file: Path | None, ssh: SshSettings,
+                  adb: AdbSettings, log: Log,
+                  on_result: OnResult | None) -> tuple[list[dict], list[DeviceFailure]]:
+    """Run the fleet, appending each line to `results_file` before showing it."""
     results: list[dict] = []
 
     def keep(result: dict) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from payattn.errors import PayattnError
-from payattn.files import check_replaceable, check_writable
+from payattn.files import check_replaceable, check_writable, foreign_reason, owned
+from payattn.locks import locked, lock_inside
 from payattn.report.plots import latency_plot, plot_slug, size_plot
 from payattn.report.claims import load_sweep
 from payattn.report.sweep import sweep_blocks
@@ -130,15 +131,29 @@ def _render_html(blocks: list[Block], root: Path) -> str:
             + "\n".join(parts) + "\n</body></html>\n")
 
 
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def spreadsheet_safe(cell: Any) -> Any:
+    """`cell` as a spreadsheet reads it as data: text starting like a formula gets a leading
+    single quote (OWASP's rule); numbers, and text that is just a number, are left as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not PLAIN_NUMBER.match(cell):
+        return "'" + cell
+    return cell
+
+
 def _write_csv(path: Path, results: list[Result], used: list[Result]) -> None:
     used_lines = {r.line for r in used}
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for r in results:
-            writer.writerow(csv_row(r, r.line in used_lines))
+            writer.writerow([spreadsheet_safe(cell) for cell in csv_row(r, r.line in used_lines)])
 
 
+REPORT_FILES = ("report.md", "report.csv", "report.html")
 # What report writes into plots/ (latency-*, size-*, and a sweep's pareto-* figures).
 PLOT_NAME = re.compile(r"^(latency|size|pareto)-[A-Za-z0-9._-]+\.png$")
 
@@ -153,9 +168,12 @@ def _publish(staging: Path, out_dir: Path, names: list[str]) -> None:
         os.replace(staging / name, out_dir / name)
 
 
-def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()) -> ReportPaths:
+def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = (), *,
+           force: bool = False, wait: bool = False) -> ReportPaths:
     """Write report.md, report.csv, report.html and plots/*.png for a results.jsonl into out_dir,
-    with a section per sweep folder (accuracy over seeds, claims, Pareto per device)."""
+    with a section per sweep folder (accuracy over seeds, claims, Pareto per device). An
+    existing report there is replaced only with `force`, and only if payattn wrote it; the
+    folder is locked meanwhile (`wait`: wait for another writer instead of failing)."""
     out_dir = Path(out_dir)
     results = load_results(Path(results_path)) if results_path is not None else []
     loaded = [(Path(folder), load_sweep(Path(folder))) for folder in sweeps]
@@ -163,14 +181,33 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
     if out_dir.exists() and not out_dir.is_dir():
         raise PayattnError(f"report folder {out_dir} is a file; pass a folder path (it is created if missing)")
     check_writable(out_dir, "--out")
-    if (out_dir / "plots").exists():  # replaced whole below: it must hold payattn's plots only
-        ours = [p.name for p in (out_dir / "plots").iterdir() if PLOT_NAME.match(p.name)]
+    check_report_target(out_dir, force)  # before locking: a refusal here creates nothing
+    with locked([(lock_inside(out_dir), out_dir)], wait=wait):
+        check_report_target(out_dir, force)  # again: another writer may have been first
+        return _write(results_path, results, used, loaded, out_dir)
+
+
+def check_report_target(out_dir: Path, force: bool) -> None:
+    """Refuse report files in `out_dir` that payattn did not write (by type and content), and
+    payattn's own without `force`."""
+    for name in REPORT_FILES:
+        path = out_dir / name
+        if (path.exists() or path.is_symlink()) and not owned(path):
+            raise PayattnError(f"{path} was not written by payattn ({foreign_reason(path)}); report "
+                               f"replaces only a report it wrote: move it away or choose another --out")
+    if (out_dir / "plots").exists() or (out_dir / "plots").is_symlink():
+        ours = [p.name for p in (out_dir / "plots").iterdir() if PLOT_NAME.match(p.name)] \
+            if (out_dir / "plots").is_dir() else []
         check_replaceable(out_dir / "plots", ours, "plots folder of a report", "choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PayattnError(f"cannot create report folder {out_dir} ({exc.strerror}); choose a "
-                           f"writable --out") from None
+    existing = [name for name in (*REPORT_FILES, "plots") if (out_dir / name).exists()]
+    if existing and not force:
+        raise PayattnError(f"{out_dir} already holds a report ({', '.join(existing)}); pass --force "
+                           f"to replace it, or choose another --out")
+
+
+def _write(results_path: Path | None, results: list[Result], used: list[Result],
+           loaded: list[tuple[Path, Any]], out_dir: Path) -> ReportPaths:
+    """Render every output in a staging folder inside `out_dir`, then move them into place."""
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out_dir))
     try:
         (staging / "plots").mkdir()
@@ -205,7 +242,7 @@ def report(results_path: Path | None, out_dir: Path, sweeps: Iterable[Path] = ()
         (staging / "report.md").write_text(_render_markdown(blocks), encoding="utf-8")
         (staging / "report.html").write_text(_render_html(blocks, staging), encoding="utf-8")
         _write_csv(staging / "report.csv", results, used)
-        _publish(staging, out_dir, ["report.csv", "report.html", "report.md"])
+        _publish(staging, out_dir, list(REPORT_FILES))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ReportPaths(md=out_dir / "report.md", csv=out_dir / "report.csv",

@@ -2,7 +2,10 @@
 appending them.
 
 A results file is JSON Lines that only ever grows: each line is written whole in one write,
-then flushed and fsynced, and existing lines are never rewritten.
+then flushed and fsynced, and existing lines are never rewritten. Lines are appended only to a
+regular file (never through a symbolic link) that holds payattn's result lines alone. The
+functions that write (check_results_file, append_results) run on the host only: they use
+payattn.files, which the device-side copy of this package does not carry.
 """
 
 from __future__ import annotations
@@ -91,14 +94,22 @@ def validate_result(line: dict[str, Any] | str) -> None:
     RESULT.check(line, strict=True)
 
 
-def check_results_file(path: str | Path, log: Callable[[str], None] | None = None) -> Path:
+def check_results_file(path: str | Path, log: Callable[[str], None] | None = None, *,
+                       repair: bool = True, scan: bool = True) -> Path:
     """Make sure lines can be appended to `path`, before anything is measured: its folder is
-    created, and an interrupted last line that payattn itself left (a killed or full-disk
-    append) is cut off, saying so through `log`. A foreign incomplete line is an error."""
+    created; it must be a regular file, not a symbolic link, and (`scan`) hold payattn's result
+    lines only; with `repair`, an interrupted last line that payattn itself left (a killed or
+    full-disk append) is cut off, saying so through `log`. A foreign incomplete line is an error."""
     path = Path(path)
+    if path.is_symlink():
+        raise RuntimeJobError(f"results file {path} is a symbolic link, which payattn does not "
+                              f"follow; give the path of a results file of payattn's own")
     if path.is_dir():
         raise RuntimeJobError(f"results file {path} is a directory; give a file path such as "
                               f"{path / 'results.jsonl'}")
+    if path.exists() and not path.is_file():
+        raise RuntimeJobError(f"results file {path} is not a regular file; give the path of a "
+                              f"results file such as results.jsonl")
     folder = next((p for p in (path.absolute().parent, *path.absolute().parents) if p.exists()), None)
     if folder is not None and not folder.is_dir():
         raise RuntimeJobError(f"results file {path}: {folder} is a file, not a folder; choose another --results")
@@ -106,14 +117,27 @@ def check_results_file(path: str | Path, log: Callable[[str], None] | None = Non
     if target is None or not os.access(target, need):
         raise RuntimeJobError(f"results file {path} is not writable (read-only file or folder); "
                               f"choose a writable --results")
+    if scan and path.exists():
+        _check_ours(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RuntimeJobError(f"cannot create the folder of results file {path} ({exc.strerror}); "
                               f"choose a writable --results") from None
-    if path.exists() and path.stat().st_size:
+    if repair and path.exists() and path.stat().st_size:
         _repair_tail(path, log or (lambda message: None))
     return path
+
+
+def _check_ours(path: Path) -> None:
+    """Refuse a results file holding a complete line that payattn did not write."""
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, 1):
+            if line.endswith(b"\n") and line.strip() and not line.startswith(RESULT_PREFIX):
+                raise RuntimeJobError(
+                    f"results file {path} is not payattn's: line {number} is not a result line "
+                    f"payattn wrote, and payattn appends only to its own results files; give "
+                    f"another --results")
 
 
 def _repair_tail(path: Path, log: Callable[[str], None]) -> None:
@@ -139,18 +163,22 @@ def _repair_tail(path: Path, log: Callable[[str], None]) -> None:
 
 def append_results(path: str | Path, results: Iterable[dict[str, Any]]) -> None:
     """Append each result as one JSON line, all or nothing: validated first, written in a single
-    write on an O_APPEND descriptor and fsynced; a short or failed write (a full disk) is cut
-    back to the previous length, so the file only ever holds complete lines."""
-    path = check_results_file(path)
+    write on an O_APPEND descriptor (one that follows no symbolic link, on a file whose first line
+    is payattn's) and fsynced; a short or failed write (a full disk) is cut back to the previous
+    length, so the file only ever holds complete lines."""
+    from payattn.errors import PayattnError
+    from payattn.files import open_append
+
+    path = check_results_file(path, scan=False)
     lines = []
     for result in results:
         validate_result(result)
         lines.append((json.dumps(result, allow_nan=False, separators=(",", ":")) + "\n").encode())
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise RuntimeJobError(f"cannot open results file {path} ({exc.strerror}); "
-                              f"choose a writable --results") from None
+        fd = open_append(path, lambda line: line.startswith(RESULT_PREFIX), "results file",
+                         "give the path of a results file of payattn's own with --results")
+    except PayattnError as exc:
+        raise RuntimeJobError(str(exc)) from None
     try:
         for data in lines:
             before = os.fstat(fd).st_size
