@@ -328,8 +328,9 @@ def _demo(out: Path, tasks: list[str], epochs: int | None, chosen: list[str],
     started = time.perf_counter()
     jobs = [(train_and_export, (task, mech, out, epochs, chosen, force))
             for task in tasks for mech in MECHANISMS]
+    done = list(run_side_by_side(jobs, min(usable_cores(), 4), hooks))  # every worker ends here
     artifact_dirs: dict[str, list[Path]] = {task: [] for task in tasks}
-    for (_, (task, *_)), artifact_dir in zip(jobs, run_side_by_side(jobs, min(usable_cores(), 4), hooks)):
+    for (_, (task, *_)), artifact_dir in zip(jobs, done):
         artifact_dirs[task].append(artifact_dir)
     results = out / "results.jsonl"
     if results.exists():  # checked above to hold payattn's lines only

@@ -143,6 +143,14 @@ def test_a_failing_road_is_named_and_the_others_are_written(
     assert Manifest.load(out).data == manifest.data
 
 
+def test_one_road_without_tflite_exports_whole(runs: dict[str, Path], tmp_path: Path) -> None:
+    """ExecuTorch alone: the .pte programs and model.onnx, and no USAGE.md (it is about .tflite)."""
+    out = tmp_path / "out"
+    manifest = export(runs["text"], out, ["fp32"], converters=["executorch"])
+    assert {a["file"] for a in manifest.artifacts} == {"model.onnx", "model_fp32.pte"}
+    assert not (out / "USAGE.md").exists() and Manifest.load(out).data == manifest.data
+
+
 def test_unknown_converters_are_one_line_errors(tmp_path: Path) -> None:
     for name, message in (("nope", "unknown converter 'nope'; valid converters: onnx2tf, litert-torch, executorch"),):
         result = CliRunner().invoke(cli, ["export", "--converter", name, "--runs-dir", str(tmp_path / "runs"),

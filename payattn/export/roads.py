@@ -25,6 +25,7 @@ from payattn.export.appform import Variant
 from payattn.export.onnx_graph import AppVisionGraph, example_input
 from payattn.export.tflite import TFLITE_FILES
 from payattn.mechanisms import parse_converters
+from payattn.runtime.runners import quiet_library_logs
 
 Made = dict[str, "Path | str"]  # precision -> its file, or why the road left it out
 
@@ -80,6 +81,7 @@ def make(road: Road, model: nn.Module, cfg: ModelConfig, variant: Variant, out_d
          precisions: list[str], calibration: np.ndarray | None) -> Made:
     """Convert one graph by `road` into `out_dir`; every precision asked for gets its file or
     the reason it has none."""
+    quiet_library_logs()
     module = importlib.import_module(f"payattn.export.{road.module}")
     prefix, inputs = road.prefix(variant.prefix), variant.inputs(calibration)
     if road.source == "onnx":

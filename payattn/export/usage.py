@@ -18,15 +18,19 @@ TITLES = {"litert": "Python: LiteRT CompiledModel, by signature",
           "mediapipe": "Python: MediaPipe Tasks"}
 
 
-def write(directory: Path, manifest: dict[str, Any]) -> Path:
+def write(directory: Path, manifest: dict[str, Any]) -> Path | None:
+    """USAGE.md for an artifact dir with a .tflite; none for one with only .pte programs."""
+    if app_artifact(manifest) is None:
+        return None
     return write_file_atomic(Path(directory) / FILE, render(manifest))
 
 
-def app_artifact(manifest: dict[str, Any], precision: str = "fp32") -> dict[str, Any]:
-    """The .tflite an app should take at `precision`: a vision model's app form (RGB pixels
-    in), a text model's only form."""
-    tflite = [a for a in manifest["artifacts"] if a["format"] == "tflite" and a["precision"] == precision]
-    return next((a for a in tflite if a.get("variant") == "app"), tflite[0])
+def app_artifact(manifest: dict[str, Any], precision: str = "fp32") -> dict[str, Any] | None:
+    """The .tflite an app should take, at `precision` when the dir has it: a vision model's
+    app form (RGB pixels in), a text model's only form. None when the dir has no .tflite."""
+    tflite = [a for a in manifest["artifacts"] if a["format"] == "tflite"]
+    tflite.sort(key=lambda a: (a["precision"] != precision, a.get("variant") != "app"))
+    return tflite[0] if tflite else None
 
 
 def snippets(manifest: dict[str, Any], file: str) -> dict[str, str]:
@@ -93,8 +97,9 @@ def snippets(manifest: dict[str, Any], file: str) -> dict[str, str]:
 
 
 def render(manifest: dict[str, Any]) -> str:
-    """The whole USAGE.md."""
+    """The whole USAGE.md (for a dir with a .tflite)."""
     entry = app_artifact(manifest)
+    assert entry is not None, "render needs a .tflite in the manifest"
     file, (spec,), (out,) = entry["file"], entry["inputs"], entry["outputs"]
     lines = [
         f"# Using {manifest['mechanism']} · {manifest['task']} in an app", "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import re
 import sys
@@ -96,9 +97,18 @@ def check_runtime(runtime: str) -> None:
         raise RuntimeJobError(f"unknown runtime {runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
 
 
+def quiet_library_logs() -> None:
+    """Keep off stderr what torchao (which ExecuTorch and litert-torch import) logs on import:
+    each CUDA kernel library it cannot load on a CPU-only machine, and torch's deprecation
+    notice about torchao's own enum registration. Neither concerns a CPU run."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def runtime_module(runtime: str) -> Any:
     """Import a runtime on demand; a missing one is an error naming the pip package."""
     check_runtime(runtime)
+    quiet_library_logs()
     for name in _MODULES[runtime]:
         try:
             return importlib.import_module(name)
