@@ -5,8 +5,8 @@ and swapped into place in one step, so a kill at any instant leaves the old or t
 under the target name, never neither. `--force` replaces a dir only when everything in it is
 something payattn writes there: a regular file (no folder, no symbolic link) with a name and
 content payattn writes (`owned`), never judged by the name alone. Files are written through a
-fresh temp file and one rename, and appended to only through `open_append`, which follows no
-symbolic link and refuses a file that is not the kind payattn appends to. Temp dirs carry the
+fresh temp file and one rename (results files, appended to, have their own opener in
+payattn.runtime.results, which follows no symbolic link either). Temp dirs carry the
 writing process's id, so a later run recognises those of a killed process and removes them.
 `pause_point` lets the fault tests stop a process at a named step (PAYATTN_PAUSE_AT) to kill it
 there, deterministically.
@@ -86,35 +86,6 @@ def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
-
-
-def open_append(path: Path, belongs: Callable[[bytes], bool], what: str, fix: str) -> int:
-    """A read-write O_APPEND descriptor on `path`, created if missing, that never follows a
-    symbolic link and is refused unless `path` is a regular file that is empty or whose first
-    line `belongs` recognises as what payattn appends there. The caller closes it."""
-    path = Path(path)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise PayattnError(f"{what} {path} is a symbolic link, which payattn does not follow; "
-                               f"{fix}") from None
-        if exc.errno in (errno.ENXIO, errno.EISDIR):
-            raise PayattnError(f"{what} {path} is not a regular file; {fix}") from None
-        raise PayattnError(f"cannot open {what} {path} ({exc.strerror}); {fix}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise PayattnError(f"{what} {path} is not a regular file; {fix}")
-        head = os.pread(fd, 4096, 0)
-        if head and not belongs(head.split(b"\n", 1)[0]):
-            raise PayattnError(f"{what} {path} is not a file payattn wrote (its first line is not "
-                               f"one of payattn's); {fix}")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 # ---- owned: a regular file payattn could have written, by its name and its content ----------

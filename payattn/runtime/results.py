@@ -3,9 +3,7 @@ appending them.
 
 A results file is JSON Lines that only ever grows: each line is written whole in one write,
 then flushed and fsynced, and existing lines are never rewritten. Lines are appended only to a
-regular file (never through a symbolic link) that holds payattn's result lines alone. The
-functions that write (check_results_file, append_results) run on the host only: they use
-payattn.files, which the device-side copy of this package does not carry.
+regular file (never through a symbolic link) that holds payattn's result lines alone.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -166,19 +165,13 @@ def append_results(path: str | Path, results: Iterable[dict[str, Any]]) -> None:
     write on an O_APPEND descriptor (one that follows no symbolic link, on a file whose first line
     is payattn's) and fsynced; a short or failed write (a full disk) is cut back to the previous
     length, so the file only ever holds complete lines."""
-    from payattn.errors import PayattnError
-    from payattn.files import open_append
-
     path = check_results_file(path, scan=False)
     lines = []
     for result in results:
         validate_result(result)
         lines.append((json.dumps(result, allow_nan=False, separators=(",", ":")) + "\n").encode())
-    try:
-        fd = open_append(path, lambda line: line.startswith(RESULT_PREFIX), "results file",
-                         "give the path of a results file of payattn's own with --results")
-    except PayattnError as exc:
-        raise RuntimeJobError(str(exc)) from None
+    fd = _open_append(path, lambda line: line.startswith(RESULT_PREFIX), "results file",
+                      "give the path of a results file of payattn's own with --results")
     try:
         for data in lines:
             before = os.fstat(fd).st_size
@@ -194,3 +187,32 @@ def append_results(path: str | Path, results: Iterable[dict[str, Any]]) -> None:
                                       f"choose another --results") from None
     finally:
         os.close(fd)
+
+
+def _open_append(path: Path, belongs: Callable[[bytes], bool], what: str, fix: str) -> int:
+    """A read-write O_APPEND descriptor on `path`, created if missing, that never follows a
+    symbolic link and is refused unless `path` is a regular file that is empty or whose first
+    line `belongs` recognises as what payattn appends there. The caller closes it."""
+    path = Path(path)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RuntimeJobError(f"{what} {path} is a symbolic link, which payattn does not follow; "
+                               f"{fix}") from None
+        if exc.errno in (errno.ENXIO, errno.EISDIR):
+            raise RuntimeJobError(f"{what} {path} is not a regular file; {fix}") from None
+        raise RuntimeJobError(f"cannot open {what} {path} ({exc.strerror}); {fix}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RuntimeJobError(f"{what} {path} is not a regular file; {fix}")
+        head = os.pread(fd, 4096, 0)
+        if head and not belongs(head.split(b"\n", 1)[0]):
+            raise RuntimeJobError(f"{what} {path} is not a file payattn wrote (its first line is not "
+                               f"one of payattn's); {fix}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
