@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from sshd_fixture import free_port, running_sshd
+from sshd_fixture import running_sshd
 from test_faults import snapshot
 from typer.testing import CliRunner
 

@@ -6,7 +6,6 @@ bit: a file with them undone gives the same outputs before and after they are ap
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from payattn.devices.toml_file import render_document, toml_string, write_text_atomic
+from payattn.devices.toml_file import render_document, write_text_atomic
 from payattn.errors import PayattnError
 
 LOCAL = "local"
