@@ -11,11 +11,13 @@ from tiny_artifacts import copy_artifact_dirs
 
 from payattn.bench import bench
 from payattn.runtime import RuntimeJobError, validate_result
+from payattn.runtime.results import RESULT_PREFIX
 from payattn.runtime.settings import BenchSettings
 
 FAST = {"runs": 3, "warmup_runs": 1, "min_seconds": 0, "warmup_seconds": 0}
 QUICK = {"settings": BenchSettings(**FAST)}
-EXISTING = '{"kept": "an earlier line is never rewritten"}\n'
+# An earlier line of payattn's (it appends only to its own results files), never rewritten.
+EXISTING = RESULT_PREFIX.decode() + ',"kept":"an earlier line is never rewritten"}\n'
 
 
 @pytest.fixture

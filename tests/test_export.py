@@ -30,6 +30,7 @@ from payattn.export.onnx_graph import example_input, export_onnx
 from payattn.export.ops import operator_counts, read_operators, require_builtin
 from payattn.export.tflite import calibration_inputs, convert
 from payattn.mechanisms import MECHANISMS
+from payattn.runtime import RuntimeJobError
 from payattn.runtime.parity import REFERENCE_FILES
 from payattn.config import resolve_config
 from payattn.models import build_model
@@ -66,7 +67,7 @@ def exported(workdir: Path, task: str, mechanism: str) -> tuple[Manifest, Path, 
     if (task, mechanism) not in _exports:
         out = workdir / "artifacts" / f"{task}-{mechanism}"
         out.mkdir(parents=True)
-        (out / "model_int8.tflite").write_text("from an earlier export")
+        (out / "model_int8.tflite").write_bytes(b"\x1c\0\0\0TFL3 from an earlier export")
         steps: list[str] = []
         manifest = export(run_dir(workdir, task, mechanism), out, TASKS[task][2], force=True,
                           log=steps.append)
@@ -378,7 +379,7 @@ def test_checks_return_figures_and_raise_a_typed_error() -> None:
 def test_read_operators_rejects_a_file_that_is_not_tflite(tmp_path: Path) -> None:
     path = tmp_path / "model.tflite"
     path.write_bytes(b"\x00" * 64)
-    with pytest.raises(PayattnError, match="not a TFLite flatbuffer"):
+    with pytest.raises(RuntimeJobError, match="has no TFL3 identifier; it is not a sound TFLite flatbuffer"):
         read_operators(path)
 
 

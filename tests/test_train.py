@@ -7,6 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from test_apps import write_cifar100
+
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
 from payattn.cli import app
@@ -112,6 +114,8 @@ def test_info_ratios(tmp_path: Path) -> None:
 
 def test_the_data_dir_is_recorded_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    train("mnist-5k", "efficient", Path("run"), epochs=1, overrides={"depth": 1}, data_dir=Path("data"))
+    (tmp_path / "data").mkdir()
+    write_cifar100(tmp_path / "data", n_train=200, n_test=50)  # a task that reads --data-dir
+    train("cifar100", "efficient", Path("run"), epochs=1, overrides={"depth": 1}, data_dir=Path("data"))
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data_dir"] == str(tmp_path / "data")  # exportable from any folder
