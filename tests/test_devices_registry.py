@@ -20,7 +20,8 @@ from payattn.devices import (
     remove_device,
     run_on_devices,
 )
-from payattn.devices.registry import parse_ssh_target, render_registry, toml_string
+from payattn.devices.registry import parse_ssh_target, render_registry
+from payattn.devices.toml_file import toml_string
 
 
 @pytest.fixture
