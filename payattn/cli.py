@@ -123,8 +123,9 @@ def sweep(
     """Train mechanisms × seeds × presets × shape options; each point is a run dir. Finished
     points are skipped, so an interrupted sweep resumes; a failing point is reported and the
     rest go on."""
-    from payattn.sweep import default_workers, make_spec, parse_seeds, run_sweep
+    from payattn.sweep import make_spec, parse_seeds, run_sweep
     from payattn.views import print_sweep_outcome, progress_bar, sweep_progress
+    from payattn.workers import usable_cores
 
     options = {name: opt.parse_ints(value, "--" + name.replace("_", "-"))
                for name, value in (shape or {}).items() if value}
@@ -132,7 +133,7 @@ def sweep(
                      presets=opt.split_list(preset, "--preset") if preset else None,
                      options=options, epochs=epochs, data_dir=data_dir)
     folder = out or Path("sweeps") / task
-    where = f"Ray cluster {ray}" if ray else f"{workers or default_workers()} local process(es)"
+    where = f"Ray cluster {ray}" if ray else f"{workers or usable_cores()} local process(es)"
     say(f"sweep {task}: {len(spec.points())} points on {where} → {folder}")
     started = time.perf_counter()
     with progress_bar() as bar:

@@ -43,6 +43,7 @@ from payattn.locks import lock_inside, locked
 from payattn.mechanisms import MECHANISMS
 from payattn.runtime.readers import read_json
 from payattn.sweep_index import INDEX, SCHEMA, read_index
+from payattn.workers import usable_cores
 
 RAY_RETRIES = 3  # re-runs of a task whose worker or node died (application errors are not retried)
 MAX_POINTS = 10_000  # points of one sweep command: each trains a model; more is a cluster's queue
@@ -370,10 +371,6 @@ def _ray_result(ray: Any, ref: Any, point: Point, out: Path) -> PointResult:
 
 # ---- the sweep ------------------------------------------------------------------------
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def check_workers(workers: int | None) -> None:
     """`--workers`: None (the cores) or 1 to MAX_WORKERS local processes."""
     if workers is not None and (isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS):
@@ -413,7 +410,7 @@ def _run_locked(spec: SweepSpec, out: Path, workers: int | None, ray_address: st
     out.mkdir(parents=True, exist_ok=True)
     index = IndexWriter(out, spec, points, earlier)
     index.write(results)
-    workers = max(1, min(workers or default_workers(), len(todo) or 1))
+    workers = max(1, min(workers or usable_cores(), len(todo) or 1))
     if ray_address:
         events = _ray(spec, todo, out, ray_address)
     elif workers == 1:
