@@ -20,9 +20,10 @@ TITLES = {"litert": "Python: LiteRT CompiledModel, by signature",
 
 def write(directory: Path, manifest: dict[str, Any]) -> Path | None:
     """USAGE.md for an artifact dir with a .tflite; none for one with only .pte programs."""
-    if app_artifact(manifest) is None:
+    entry = app_artifact(manifest)
+    if entry is None:
         return None
-    return write_file_atomic(Path(directory) / FILE, render(manifest))
+    return write_file_atomic(Path(directory) / FILE, render(manifest, entry))
 
 
 def app_artifact(manifest: dict[str, Any], precision: str = "fp32") -> dict[str, Any] | None:
@@ -96,10 +97,8 @@ def snippets(manifest: dict[str, Any], file: str) -> dict[str, str]:
     return code
 
 
-def render(manifest: dict[str, Any]) -> str:
-    """The whole USAGE.md (for a dir with a .tflite)."""
-    entry = app_artifact(manifest)
-    assert entry is not None, "render needs a .tflite in the manifest"
+def render(manifest: dict[str, Any], entry: dict[str, Any]) -> str:
+    """The whole USAGE.md, built around `entry`, the .tflite an app should take."""
     file, (spec,), (out,) = entry["file"], entry["inputs"], entry["outputs"]
     lines = [
         f"# Using {manifest['mechanism']} · {manifest['task']} in an app", "",
