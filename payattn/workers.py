@@ -10,7 +10,6 @@ parent and shows every job at once.
 from __future__ import annotations
 
 import os
-import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
@@ -36,7 +35,7 @@ def run_side_by_side(jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]], wor
         yield from (function(*args, hooks=hooks) for function, args in jobs)
         return
     context = get_context("spawn")
-    events = context.Queue()
+    events = context.SimpleQueue()  # a put is written at once: no event trails its job's result
     opened: dict[tuple[str, str], Callable[..., None]] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
                              initargs=(events,)) as pool:
@@ -61,11 +60,8 @@ def run_side_by_side(jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]], wor
 def _replay(events: Any, hooks: Hooks, opened: dict[tuple[str, str], Callable[..., None]]) -> None:
     """Call `hooks` for every event the workers have sent so far; `opened` keeps the step
     callback each training or export got from its first event."""
-    while True:
-        try:
-            kind, label, *rest = events.get_nowait()
-        except queue.Empty:
-            return
+    while not events.empty():
+        kind, label, *rest = events.get()
         if kind == "log":
             hooks.log(label)
         elif kind == "done":
