@@ -79,6 +79,15 @@ class Attention(nn.Module):
             self.register_buffer("causal_bias", (1.0 - tril) * MASK_VALUE, persistent=False)
             self.register_buffer("align_mask", tril, persistent=False)
 
+    @property
+    def mechanism(self) -> str:
+        """Which of the paper's four mechanisms this layer is, read from what it learns."""
+        if self.w_a is not None:
+            return "super"
+        if self.w_k is None:
+            return "efficient"
+        return "optimised" if self.w_v is None else "standard"
+
     def forward(self, x: Tensor, key_padding: Tensor | None = None) -> Tensor:
         """x: [..., ℓ, d_m]; key_padding: [..., ℓ] float, 1.0 where the token is padding.
 
@@ -159,3 +168,10 @@ def build_attention(
     return _BUILDERS[mechanism](
         d_model=d_model, heads=heads, context_length=context_length, bias=bias, causal=causal
     )
+
+
+def mechanisms_in(module: nn.Module) -> list[str]:
+    """The mechanisms of the attention layers inside `module`, in the paper's order; empty
+    when it has none (a model payattn did not build, with attention of its own or none)."""
+    found = {layer.mechanism for layer in module.modules() if isinstance(layer, Attention)}
+    return [name for name in _BUILDERS if name in found]

@@ -125,3 +125,15 @@ def test_aliases_and_lists() -> None:
 def test_heads_must_divide_width() -> None:
     with pytest.raises(PayattnError, match="divisible by heads=3"):
         build_attention("standard", 16, 3, 4)
+
+
+def test_each_layer_names_its_mechanism_and_a_module_lists_its_layers():
+    from torch import nn
+
+    from payattn.attention import mechanisms_in
+
+    for name in ("standard", "optimised", "efficient", "super"):
+        assert build_attention(name, 8, 1, 4).mechanism == name
+    model = nn.Sequential(build_attention("super", 8, 1, 4), nn.ReLU(), build_attention("standard", 8, 2, 4))
+    assert mechanisms_in(model) == ["standard", "super"]
+    assert mechanisms_in(nn.Linear(2, 2)) == []
