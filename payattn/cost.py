@@ -7,6 +7,7 @@ as the paper does; they are the yardstick the measured speed-ups are compared ag
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from payattn.mechanisms import canonical_mechanism
 from payattn.config import ModelConfig
@@ -66,4 +67,39 @@ def model_cost(cfg: ModelConfig) -> ModelCost:
         attention_params=cfg.depth * attn_p,
         flops=embed_f + cfg.depth * block_f + head_f,
         attention_flops=cfg.depth * attn_f,
+    )
+
+
+def module_cost(model: Any, example_inputs: tuple[Any, ...]) -> ModelCost:
+    """Parameters and FLOPs of any torch module on `example_inputs`, as given (batch included).
+
+    FLOPs are torch's own count of the forward's matrix products and convolutions, the
+    closed forms' yardstick; attention is each payattn attention layer's closed form at the
+    length it saw, so a model payattn did not build is measured as its own models are."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from payattn.attention import Attention
+
+    seen: list[tuple[Attention, int, int]] = []  # (layer, ℓ, sequences in the call)
+
+    def record(layer: Attention, args: tuple[Any, ...]) -> None:
+        x = args[0]
+        seen.append((layer, int(x.shape[-2]), int(x.numel() // (x.shape[-2] * x.shape[-1]))))
+
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            model(*example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ModelCost(
+        params=sum(p.numel() for p in model.parameters()),
+        attention_params=sum(p.numel() for layer in layers for p in layer.parameters()),
+        flops=int(counter.get_total_flops()),
+        attention_flops=sum(n * attention_flops(layer.mechanism, layer.d_model, ell)
+                            for layer, ell, n in seen),
     )

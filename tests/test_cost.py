@@ -43,3 +43,21 @@ def test_model_params_match_closed_form(mechanism, bias, preset, overrides) -> N
     assert sum(p.numel() for p in model.parameters()) == model_cost(cfg).params
     attn = sum(p.numel() for b in model.blocks for p in b.attn.parameters())
     assert attn == model_cost(cfg).attention_params
+
+
+@pytest.mark.parametrize("mechanism", ["standard", "optimised", "efficient", "super"])
+def test_module_cost_of_a_payattn_model_matches_the_closed_forms(mechanism):
+    """Walking any module finds the same attention figures the closed forms give; torch's own
+    FLOP count agrees with the model's closed form (which ignores biases, as torch does)."""
+    import torch
+
+    from payattn.cost import module_cost
+
+    cfg = resolve_config("mnist-tiny", mechanism)
+    model = build_model(cfg).eval()
+    image = torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size)
+    found, expected = module_cost(model, (image,)), model_cost(cfg)
+    assert found.params == expected.params
+    assert found.attention_params == expected.attention_params
+    assert found.attention_flops == expected.attention_flops
+    assert found.flops == expected.flops
