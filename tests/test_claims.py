@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from payattn.errors import PayattnError
 from payattn.report import report
 from payattn.report.claims import (INCONCLUSIVE, NOT_APPLICABLE, NOT_SUPPORTED, SUPPORTED, Estimate, SweepRun,
-                                   accuracy_claims, speedup_verdict, t975, to_settle)
+                                   accuracy_claims, load_sweep, speedup_verdict, t975, to_settle)
 from payattn.report.paper import (CONSISTENT, INCONCLUSIVE as PAPER_INCONCLUSIVE, NOT_CONSISTENT, NOT_MEASURED,
                                   PAPER_CLAIMS, paper_table)
 from payattn.report.pareto import Benched, ParetoPoint, front
@@ -292,5 +293,16 @@ def test_paper_speed_claims_from_bench_lines():
     mixed = bench_lines({"standard": [0.2], "super": [0.1]}) + [
         Benched("super", "super", (("preset", "mnist-tiny"),), 0, "laptop", "other", "fp32", 1, 0.2),
         Benched("standard", "standard", (("preset", "mnist-tiny"),), 0, "laptop", "other", "fp32", 1, 0.2)]
-    assert paper_rows(runs, mixed)["v3 faster"][5:] == ["1.00×–2.00× over 2 bench configurations", PAPER_INCONCLUSIVE,
-                                                       "faster on 1 of 2 configurations"]
+    assert paper_rows(runs, mixed)["v3 faster"][5:] == [
+        "1.00×–2.00× over 2 bench configurations", PAPER_INCONCLUSIVE, "faster on 1 of 2 configurations"]
+
+
+def test_a_run_whose_bias_is_not_a_boolean_is_refused_in_one_line(tmp_path):
+    folder = tmp_path / "sweep"
+    make_sweep(folder)
+    config = next(folder.glob("runs/super/seed-0/config.json"))
+    data = json.loads(config.read_text())
+    data["model"]["bias"] = "yes"
+    config.write_text(json.dumps(data))
+    with pytest.raises(PayattnError, match=r"config.json has a model.bias that is not true or false; .*--force"):
+        load_sweep(folder)

@@ -97,7 +97,8 @@ def _params(runs: list[SweepRun], mechanism: str) -> list[Row]:
         if ratio <= 0.75:
             rows.append((setting_label(setting), measured, CONSISTENT, f"{shape}: at least 25% fewer"))
         else:
-            rows.append((setting_label(setting), measured, NOT_CONSISTENT, f"{shape}: W^A's ℓ² outweighs the saving"))
+            rows.append((setting_label(setting), measured, NOT_CONSISTENT,
+                         f"{shape}: W^A's ℓ² outweighs the saving"))
     return rows
 
 
@@ -114,7 +115,8 @@ def _speed(runs: list[SweepRun], lines: list[Benched], mechanism: str, emulated:
             measured = f"{mean:.2f}× on {config_label(config, emulated)}"
         else:
             low, high = f"{min(means.values()):.2f}×", f"{max(means.values()):.2f}×"
-            measured = (f"{low} on each of" if low == high else f"{low}–{high} over") + f" {len(found)} bench configurations"
+            measured = ((f"{low} on each of" if low == high else f"{low}–{high} over")
+                        + f" {len(found)} bench configurations")
         faster = verdicts.count(SUPPORTED)
         if faster == len(verdicts):
             verdict, why = CONSISTENT, "at least 5% faster, interval above 1×, on every configuration"
