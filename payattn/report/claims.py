@@ -24,20 +24,13 @@ from typing import Any, Iterable, Sequence
 
 from payattn.errors import PayattnError
 from payattn.mechanisms import MECHANISMS
+from payattn.report.power import METHOD, MAX_SEEDS, seeds_needed, t_quantile
 from payattn.report.tables import DASH, Table, ordered
 from payattn.runtime.readers import read_json
 from payattn.sweep_index import read_index
 
 MARGIN_POINTS = 1.0  # accuracy points: a difference inside ±1 point counts as "matches"
 LATENCY_MARGIN = 0.05  # a speed-up under 5% does not count as "faster"
-# Student t 0.975 quantiles for 1–30 degrees of freedom; larger ones use the Cornish–Fisher
-# expansion, which is within 1e-4 of the exact value there.
-_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
-         2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
-         2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
-         2.048407, 2.045230, 2.042272)
-_Z975 = 1.959964
-
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_APPLICABLE = "supported", "not supported", "inconclusive", "not applicable"
 
 
@@ -45,11 +38,7 @@ def t975(df: int) -> float:
     """The 0.975 quantile of Student's t with `df` degrees of freedom (df ≥ 1)."""
     if df < 1:
         raise ValueError("a t interval needs at least one degree of freedom")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+    return t_quantile(0.975, df)
 
 
 @dataclass(frozen=True)
@@ -91,6 +80,7 @@ class SweepRun:
     context_length: int
     d_model: int
     params: int
+    bias: bool = True  # biases in the attention projections, for their parameter count
 
 
 @dataclass(frozen=True)
@@ -99,6 +89,7 @@ class Claim:
     setting: str
     figures: str
     verdict: str
+    settle: str  # seeds it took, or how many would settle it (power.METHOD)
 
 
 def load_sweep(folder: Path) -> tuple[dict[str, Any], list[SweepRun]]:
@@ -121,9 +112,12 @@ def load_sweep(folder: Path) -> tuple[dict[str, Any], list[SweepRun]]:
                or not math.isfinite(v)]
         if bad:
             raise PayattnError(f"{run_dir}: its config.json or metrics.json has no numeric {', '.join(bad)}; {fix}")
+        bias = model.get("bias", True)
+        if not isinstance(bias, bool):
+            raise PayattnError(f"{run_dir}: its config.json has a model.bias that is not true or false; {fix}")
         runs.append(SweepRun(entry["variant"], entry["mechanism"], entry["seed"],
                              tuple(sorted(entry["setting"].items())), figures["test_accuracy"],
-                             figures["context_length"], figures["d_model"], figures["params"]))
+                             figures["context_length"], figures["d_model"], figures["params"], bias))
     if not runs:
         raise PayattnError(f"{folder} has no finished sweep point yet; run `payattn sweep` first")
     return index, runs
@@ -209,35 +203,60 @@ def accuracy_claims(runs: list[SweepRun], margin_points: float = MARGIN_POINTS) 
             d = Estimate.of(diff)
             figures = (f"Δ {d.mean * 100:+.2f} points, 95% CI {d.interval(100)}, {d.n} seed pair"
                        f"{'s' if d.n != 1 else ''}" + ("" if d.n > 1 else " (one seed: no interval)"))
-            claims.append(Claim(claim, setting_label(setting), figures, judge(d, margin)))
+            verdict = judge(d, margin)
+            claims.append(Claim(claim, setting_label(setting), figures, verdict, to_settle(verdict, d, margin)))
     return claims
 
 
-def speedup_verdict(ratios: Sequence[float], margin: float = LATENCY_MARGIN) -> tuple[str, str]:
-    """Verdict and figures for "is faster" from speed-ups paired by seed (geometric mean, t interval on logs)."""
+def to_settle(verdict: str, d: Estimate, margin: float, seeds: str = "seeds") -> str:
+    """The seeds a settled claim took, or how many the power calculation (power.METHOD) says
+    would settle an inconclusive one at `margin`, from the observed spread `d.std`."""
+    if verdict == NOT_APPLICABLE:
+        return DASH
+    if verdict in (SUPPORTED, NOT_SUPPORTED):
+        return f"settled at {d.n} {seeds if d.n != 1 else seeds.replace('seeds', 'seed')}"
+    if d.std is None:
+        return f"spread unknown: needs ≥ 2 {seeds}"
+    if d.std == 0:
+        return f"spread unknown: needs ≥ 2 {seeds} that differ"
+    n = seeds_needed(d.std, margin)
+    if n is None:
+        return f"> {MAX_SEEDS:,} {seeds}"
+    if n > d.n:
+        return f"{n} {seeds} ({n - d.n} more)"
+    return f"{n} {seeds}, has {d.n}: its estimate lies near a bound of the margin"
+
+
+def speedup_verdict(ratios: Sequence[float], margin: float = LATENCY_MARGIN) -> tuple[str, str, str]:
+    """Verdict, figures and seeds to settle for "is faster" from speed-ups paired by seed
+    (geometric mean, t interval on logs; the power calculation on the logs, margin log(1 + margin))."""
     logs = Estimate.of([math.log(r) for r in ratios])
     est = math.exp(logs.mean)
     low = math.exp(logs.low) if logs.low is not None else est
     high = math.exp(logs.high) if logs.high is not None else est
     figures = f"speed-up {est:.2f}×" + (f", 95% CI [{low:.2f}×, {high:.2f}×], {logs.n} seeds"
                                        if logs.n > 1 else " (one benched seed: no interval)")
+    verdict = INCONCLUSIVE
     if low > 1 and est >= 1 + margin:
-        return SUPPORTED, figures
-    if high < 1 + margin:
-        return NOT_SUPPORTED, figures
-    return INCONCLUSIVE, figures
+        verdict = SUPPORTED
+    elif high < 1 + margin:
+        verdict = NOT_SUPPORTED
+    return verdict, figures, to_settle(verdict, logs, math.log(1 + margin), "benched seeds")
 
 
 def claims_table(claims: list[Claim], margin_points: float = MARGIN_POINTS) -> Table:
     return Table(
         title="the paper's claims on this task",
-        columns=["claim", "setting", "figures", "verdict"],
-        rows=[[c.claim, c.setting, c.figures, c.verdict] for c in claims], left={0, 1, 2, 3},
+        columns=["claim", "setting", "figures", "verdict", "seeds to settle"],
+        rows=[[c.claim, c.setting, c.figures, c.verdict, c.settle] for c in claims], left={0, 1, 2, 3, 4},
         note=(f"Generated from the sweep. Equivalence margin for \"matches\": ±{margin_points:g} accuracy "
               "point. \"Matches\" is supported when the 95% interval of the paired difference lies inside "
               "the margin and not supported when it lies wholly outside; \"beats\" is supported when the "
               "interval lies above 0 and not supported when it rules out a gain of the margin or more. "
               f"\"Is faster\" needs a speed-up of at least {LATENCY_MARGIN:.0%} with its interval above "
               "1×, and is not supported when the interval rules that out. Anything else is inconclusive "
-              "at this number of seeds: more seeds narrow the interval."),
+              "at this number of seeds: more seeds narrow the interval. Seeds to settle: how many seeds "
+              f"it took, or, for an inconclusive claim, {METHOD} (δ = {margin_points:g} point for "
+              f"accuracy, log(1 + {LATENCY_MARGIN:g}) on the logs of the speed-ups), capped at "
+              f"{MAX_SEEDS:,}; with one seed the spread is unknown."),
     )

@@ -22,7 +22,7 @@ from payattn.report.plots import save_png
 from payattn.runtime.readers import read_json
 from payattn.report.results import RUNTIMES, Result
 from payattn.runtime.formats import FIRST_CONVERTER
-from payattn.report.tables import Table, device_label, fmt_ms, ordered, typical_ms
+from payattn.report.tables import DASH, Table, device_label, fmt_ms, ordered, typical_ms
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "^", "int8": "D"}
 
@@ -100,6 +100,22 @@ def benched(folder: Path, runs: list[SweepRun], results: list[Result]) -> list[B
     return list(latest.values())
 
 
+def speedups(lines: list[Benched], mechanism: str) -> dict[tuple[str, str, str, int], list[float]]:
+    """Per bench configuration: standard's latency over `mechanism`'s, paired by seed (lines of one setting)."""
+    found: dict[tuple[str, str, str, int], list[float]] = {}
+    for config in dict.fromkeys(b.config for b in lines):
+        at = {(b.mechanism, b.seed): b.ms for b in lines if b.config == config}
+        ratios = [at[("standard", s)] / at[(m, s)] for (m, s) in at if m == mechanism and ("standard", s) in at]
+        if ratios:
+            found[config] = ratios
+    return found
+
+
+def config_label(config: tuple[str, str, str, int], emulated: dict[str, str]) -> str:
+    device, runtime, precision, threads = config
+    return f"{device_label(device, emulated)} · {runtime} {precision} · {threads} thread"
+
+
 def latency_claims(runs: list[SweepRun], lines: list[Benched], emulated: dict[str, str] | None = None) -> list[Claim]:
     """"Efficient is faster" and "super is faster when ℓ ≤ d_m" per setting and measured configuration
     (`emulated`: device name → emulator, marked in the setting)."""
@@ -109,19 +125,17 @@ def latency_claims(runs: list[SweepRun], lines: list[Benched], emulated: dict[st
         run = next(r for r in runs if r.setting == setting)
         short = run.context_length <= run.d_model
         for config in dict.fromkeys(b.config for b in here):
-            at = {(b.mechanism, b.seed): b.ms for b in here if b.config == config}
-            device = device_label(config[0], emulated or {})
-            where = f"{setting_label(setting)}; {device} · {config[1]} {config[2]} · {config[3]} thread"
+            where = f"{setting_label(setting)}; {config_label(config, emulated or {})}"
             for mech, claim in (("efficient", "efficient is faster"), ("super", "super is faster when ℓ ≤ d_m")):
-                ratios = [at[("standard", s)] / at[(mech, s)] for (m, s) in at if m == mech and ("standard", s) in at]
+                ratios = speedups(here, mech).get(config)
                 if not ratios:
                     continue
                 if mech == "super" and not short:
                     claims.append(Claim(claim, where, f"ℓ = {run.context_length} > d_m = {run.d_model}",
-                                        NOT_APPLICABLE))
+                                        NOT_APPLICABLE, DASH))
                     continue
-                verdict, figures = speedup_verdict(ratios)
-                claims.append(Claim(claim, where, figures, verdict))
+                verdict, figures, settle = speedup_verdict(ratios)
+                claims.append(Claim(claim, where, figures, verdict, settle))
     return claims
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from payattn.report.claims import SweepRun, accuracy_claims, accuracy_table, claims_table
+from payattn.report.paper import paper_table
 from payattn.report.pareto import benched, latency_claims, pareto_plot, pareto_points, pareto_table, recommendation
 from payattn.report.plots import plot_slug
 from payattn.report.results import Result
@@ -30,6 +31,7 @@ def sweep_blocks(folder: Path, loaded: tuple[dict[str, Any], list[SweepRun]], re
     benched_results = [r for r in results if any(r.device == b.device for b in lines)]
     emulated = emulated_by(benched_results)
     blocks.append(("table", claims_table(accuracy_claims(runs) + latency_claims(runs, lines, emulated))))
+    blocks.append(("table", paper_table(folder, spec, runs, lines, emulated)))
     for device in devices(benched_results):
         points, label = pareto_points(runs, lines, device), device_label(device, emulated)
         name = f"plots/pareto-{plot_slug(f'{folder.name}-{device}', taken)}.png"
