@@ -4,6 +4,9 @@ payattn.cost, and exportable to ONNX."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -157,7 +160,8 @@ def test_padding_hides_padded_tokens(mechanism: str) -> None:
 @pytest.mark.parametrize("mechanism,causal,why", [("super", False, "W\\^A mixes tokens and is ℓ×ℓ"),
                                                   ("standard", True, "mask is a constant ℓ×ℓ")])
 def test_fixed_length_mechanisms_without_a_length_are_a_clear_error(cls, mechanism, causal, why) -> None:
-    with pytest.raises(PayattnError, match=f"needs a fixed context_length \\(its {why}.*pass context_length="):
+    expected = f"needs a fixed context_length \\(its {why}.*pass context_length="
+    with pytest.raises(PayattnError, match=expected):
         cls(D, mechanism=mechanism, causal=causal)
 
 
@@ -166,7 +170,8 @@ def test_any_length_where_the_length_does_not_matter_and_only_the_built_one_for_
         layer = Attention(D, 2, mechanism=mechanism)
         assert layer(torch.randn(2, 5, D)).shape == (2, 5, D)
         assert layer(torch.randn(2, 11, D)).shape == (2, 11, D)
-    for layer in (Attention(D, mechanism="super", context_length=ELL), Block(D, mechanism="super", context_length=ELL)):
+    for cls in (Attention, Block):
+        layer = cls(D, mechanism="super", context_length=ELL)
         with pytest.raises(PayattnError, match=f"built for context length {ELL}, got an input of length 5"):
             layer(torch.randn(2, 5, D))
 
@@ -283,3 +288,18 @@ def test_layer_exports_to_onnx(tmp_path, mechanism: str) -> None:
     with torch.no_grad():
         expected = layer(x, key_padding_mask=mask)
     torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_parameter_table_in_the_docs_is_what_the_layers_have() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "nn.md").read_text()
+    row = r"^\| `((?:nn\.MultiheadAttention|Attention)\(.*\))` \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \|$"
+    rows = re.findall(row, page, re.M)
+    assert len(rows) == 6
+    mha = sum(p.numel() for p in nn.MultiheadAttention(64, 4).parameters())
+    for call, with_bias, without, ratio in rows:
+        for bias, shown in ((True, with_bias), (False, without)):
+            layer = eval(f"{call[:-1]}, bias={bias})", {"nn": nn, "Attention": Attention})
+            count = sum(p.numel() for p in layer.parameters())
+            assert count == int(shown.replace(",", "")), call
+            if bias:
+                assert f"{count / mha:.2f}" == ratio, call
