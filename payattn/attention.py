@@ -20,8 +20,6 @@ graph then runs as one delegate partition. With one head no transpose is needed 
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -43,13 +41,14 @@ class Attention(nn.Module):
 
     Absent projections use the i-th head's d_k-column slice of the input, as in the paper.
     `align` adds super attention's ℓ×ℓ W^A, shared by all heads and applied to the values.
+    `context_length=None` takes inputs of any length; super and causal layers need a fixed one.
     """
 
     def __init__(
         self,
         d_model: int,
         heads: int,
-        context_length: int,
+        context_length: int | None,
         *,
         project_k: bool,
         project_v: bool,
@@ -63,7 +62,14 @@ class Attention(nn.Module):
                 f"d_model={d_model} must be divisible by heads={heads}; choose heads among "
                 f"{[h for h in range(1, d_model + 1) if d_model % h == 0]}"
             )
-        if context_length < 1:
+        if context_length is None and (align or causal):
+            what, why = ("super", "its W^A mixes tokens and is ℓ×ℓ") if align else \
+                ("causal", "its mask is a constant ℓ×ℓ matrix in the graph")
+            raise PayattnError(
+                f"{what} attention needs a fixed context_length ({why}); pass "
+                f"context_length=ℓ and pad or truncate every input to ℓ tokens"
+            )
+        if context_length is not None and context_length < 1:
             raise PayattnError(f"context_length must be positive, got {context_length}")
         self.d_model, self.heads, self.context_length = d_model, heads, context_length
         self.head_dim = d_model // heads
@@ -144,34 +150,39 @@ class Attention(nn.Module):
         return t.transpose(-3, -2).reshape(shape)
 
 
-_BUILDERS: dict[str, Callable[..., Attention]] = {
-    "standard": lambda **kw: Attention(project_k=True, project_v=True, **kw),
-    "optimised": lambda **kw: Attention(project_k=True, project_v=False, **kw),
-    "efficient": lambda **kw: Attention(project_k=False, project_v=False, **kw),
-    "super": lambda **kw: Attention(project_k=False, project_v=False, align=True, **kw),
+# What each mechanism learns, as Attention's keyword arguments, in the paper's order.
+LAYOUTS: dict[str, dict[str, bool]] = {
+    "standard": {"project_k": True, "project_v": True, "align": False},
+    "optimised": {"project_k": True, "project_v": False, "align": False},
+    "efficient": {"project_k": False, "project_v": False, "align": False},
+    "super": {"project_k": False, "project_v": False, "align": True},
 }
+
+
+def default_heads(mechanism: str, heads: int | None) -> int:
+    """`heads`, or when None the mechanism's default: 1 (the paper's v1 for efficient and super;
+    standard and optimised have none of their own, a preset gives theirs)."""
+    return heads if heads is not None else DEFAULT_HEADS[mechanism] or 1
 
 
 def build_attention(
     name: str,
     d_model: int,
     heads: int | None = None,
-    context_length: int = 1,
+    context_length: int | None = None,
     *,
     bias: bool = True,
     causal: bool = False,
 ) -> Attention:
-    """Build one attention layer; `heads=None` takes the mechanism's default (1 for efficient/super)."""
+    """Build one attention layer; `heads=None` takes the mechanism's default (see default_heads),
+    `context_length=None` any length (not for super or causal, which need a fixed one)."""
     mechanism = canonical_mechanism(name)
-    if heads is None:
-        heads = DEFAULT_HEADS[mechanism] or 1
-    return _BUILDERS[mechanism](
-        d_model=d_model, heads=heads, context_length=context_length, bias=bias, causal=causal
-    )
+    return Attention(d_model, default_heads(mechanism, heads), context_length, bias=bias,
+                     causal=causal, **LAYOUTS[mechanism])
 
 
 def mechanisms_in(module: nn.Module) -> list[str]:
     """The mechanisms of the attention layers inside `module`, in the paper's order; empty
     when it has none (a model payattn did not build, with attention of its own or none)."""
     found = {layer.mechanism for layer in module.modules() if isinstance(layer, Attention)}
-    return [name for name in _BUILDERS if name in found]
+    return [name for name in LAYOUTS if name in found]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from payattn.mechanisms import canonical_mechanism
 from payattn.config import ModelConfig
+from payattn.errors import PayattnError
+from payattn.mechanisms import canonical_mechanism
 
 # How many d_m×d_m projections each mechanism learns (W^O included).
 _PROJECTIONS = {"standard": 4, "optimised": 3, "efficient": 2, "super": 2}
@@ -44,15 +45,49 @@ class ModelCost:
     attention_flops: int
 
 
-def model_cost(cfg: ModelConfig) -> ModelCost:
-    """Parameters and FLOPs of a whole VisionTransformer or TextTransformer for one input."""
-    d, ell, m = cfg.d_model, cfg.context_length, cfg.mlp_dim
-    attn_p = attention_params(cfg.mechanism, d, ell, cfg.bias)
-    attn_f = attention_flops(cfg.mechanism, d, ell)
+def block_cost(mechanism: str, d_model: int, context_length: int, mlp_dim: int,
+               bias: bool = True) -> ModelCost:
+    """One pre-norm block (two LayerNorms, attention, a two-layer MLP with biases) on one
+    sequence of length ℓ."""
+    d, ell, m = d_model, context_length, mlp_dim
+    attn_p = attention_params(mechanism, d, ell, bias)
+    attn_f = attention_flops(mechanism, d, ell)
     norms = 2 * (2 * d)
     mlp_p = d * m + m + m * d + d
-    block_p = norms + attn_p + mlp_p
-    block_f = attn_f + 4 * ell * d * m
+    return ModelCost(params=norms + attn_p + mlp_p, attention_params=attn_p,
+                     flops=attn_f + 4 * ell * d * m, attention_flops=attn_f)
+
+
+def layer_cost(layer: Any, context_length: int | None = None) -> ModelCost:
+    """The closed forms for one payattn attention layer or block (payattn.nn's or a model's)
+    on one sequence: ℓ is the layer's own fixed length, else `context_length`."""
+    from payattn.attention import Attention
+    from payattn.models import TransformerBlock
+
+    attn = layer.attn if isinstance(layer, TransformerBlock) else layer
+    if not isinstance(attn, Attention):
+        raise PayattnError(f"layer_cost takes a payattn attention layer or block, got "
+                           f"{type(layer).__name__}; use module_cost for any other module")
+    fixed = attn.context_length
+    if fixed is not None and context_length not in (None, fixed):
+        raise PayattnError(f"this layer was built for context length {fixed}, not "
+                           f"{context_length}; leave context_length out or rebuild the layer")
+    ell = fixed if fixed is not None else context_length
+    if ell is None:
+        raise PayattnError("this layer takes any length, so its cost depends on it; pass "
+                           "context_length=ℓ, the length of the sequences it will see")
+    bias = attn.w_q.bias is not None
+    if attn is layer:
+        params = attention_params(attn.mechanism, attn.d_model, ell, bias)
+        flops = attention_flops(attn.mechanism, attn.d_model, ell)
+        return ModelCost(params=params, attention_params=params, flops=flops, attention_flops=flops)
+    return block_cost(attn.mechanism, attn.d_model, ell, layer.mlp[0].out_features, bias)
+
+
+def model_cost(cfg: ModelConfig) -> ModelCost:
+    """Parameters and FLOPs of a whole VisionTransformer or TextTransformer for one input."""
+    d, ell = cfg.d_model, cfg.context_length
+    block = block_cost(cfg.mechanism, d, ell, cfg.mlp_dim, cfg.bias)
     head_p = 2 * d + d * cfg.num_classes + cfg.num_classes  # final norm and classifier
     head_f = 2 * d * cfg.num_classes
     if cfg.kind == "vision":
@@ -63,10 +98,10 @@ def model_cost(cfg: ModelConfig) -> ModelCost:
         embed_p = cfg.vocab_size * d + ell * d
         embed_f = 0  # an embedding lookup has no multiply-adds
     return ModelCost(
-        params=embed_p + cfg.depth * block_p + head_p,
-        attention_params=cfg.depth * attn_p,
-        flops=embed_f + cfg.depth * block_f + head_f,
-        attention_flops=cfg.depth * attn_f,
+        params=embed_p + cfg.depth * block.params + head_p,
+        attention_params=cfg.depth * block.attention_params,
+        flops=embed_f + cfg.depth * block.flops + head_f,
+        attention_flops=cfg.depth * block.attention_flops,
     )
 
 

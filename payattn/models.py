@@ -10,31 +10,49 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from payattn.attention import build_attention
+from payattn.attention import Attention, build_attention
 from payattn.config import ModelConfig
 from payattn.errors import PayattnError
 
 
-class Block(nn.Module):
-    """Pre-norm Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+class TransformerBlock(nn.Module):
+    """Pre-norm Transformer block around any payattn attention layer: x + Attn(LN(x)), then
+    x + MLP(LN(x)), with the tanh GELU. The one implementation behind payattn's own models
+    (Block) and the public layer (payattn.nn.Block); `dropout` acts on both residual branches
+    while training, and is left out of the graph otherwise: torch.export keeps even an idle
+    dropout as an operator, which the ExecuTorch and litert-torch roads would then carry."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, attn: Attention, mlp_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.attn = build_attention(
-            cfg.mechanism, cfg.d_model, cfg.heads, cfg.context_length,
-            bias=cfg.bias, causal=cfg.causal,
-        )
-        self.norm2 = nn.LayerNorm(cfg.d_model)
+        if not 0.0 <= dropout < 1.0:
+            raise PayattnError(f"dropout must be in [0, 1), got {dropout}")
+        d_model = attn.d_model
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.d_model, cfg.mlp_dim),
+            nn.Linear(d_model, mlp_dim),
             nn.GELU(approximate="tanh"),
-            nn.Linear(cfg.mlp_dim, cfg.d_model),
+            nn.Linear(mlp_dim, d_model),
         )
+        self.dropout = dropout
 
     def forward(self, x: Tensor, key_padding: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), key_padding)
-        return x + self.mlp(self.norm2(x))
+        """x: [..., ℓ, d_m]; key_padding: [..., ℓ] float, 1.0 at padding (see Attention)."""
+        x = x + self._drop(self.attn(self.norm1(x), key_padding))
+        return x + self._drop(self.mlp(self.norm2(x)))
+
+    def _drop(self, y: Tensor) -> Tensor:
+        return nn.functional.dropout(y, self.dropout, True) if self.training and self.dropout else y
+
+
+class Block(TransformerBlock):
+    """The block of payattn's own models, built from their configuration."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        attn = build_attention(cfg.mechanism, cfg.d_model, cfg.heads, cfg.context_length,
+                               bias=cfg.bias, causal=cfg.causal)
+        super().__init__(attn, cfg.mlp_dim)
 
 
 class Classifier(nn.Module):
