@@ -118,12 +118,12 @@ def module_cost(model: Any, example_inputs: tuple[Any, ...]) -> ModelCost:
 
     seen: list[tuple[Attention, int, int]] = []  # (layer, ℓ, sequences in the call)
 
-    def record(layer: Attention, args: tuple[Any, ...]) -> None:
-        x = args[0]
+    def record(layer: Attention, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        x = args[0] if args else kwargs["x"]  # the input, given by position or by name
         seen.append((layer, int(x.shape[-2]), int(x.numel() // (x.shape[-2] * x.shape[-1]))))
 
     layers = [m for m in model.modules() if isinstance(m, Attention)]
-    hooks = [layer.register_forward_pre_hook(record) for layer in layers]
+    hooks = [layer.register_forward_pre_hook(record, with_kwargs=True) for layer in layers]
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:

@@ -61,3 +61,23 @@ def test_module_cost_of_a_payattn_model_matches_the_closed_forms(mechanism):
     assert found.attention_params == expected.attention_params
     assert found.attention_flops == expected.attention_flops
     assert found.flops == expected.flops
+
+
+def test_module_cost_sees_an_attention_layer_called_with_its_input_by_name():
+    import torch
+    from torch import nn
+
+    from payattn.cost import layer_cost, module_cost
+    from payattn.nn import Attention
+
+    class ByName(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = Attention(16, 2, "efficient")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.attn(x=x)
+
+    model = ByName().eval()
+    found = module_cost(model, (torch.zeros(3, 8, 16),))
+    assert found.attention_flops == 3 * layer_cost(model.attn, 8).attention_flops > 0
